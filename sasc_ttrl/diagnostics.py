@@ -1,0 +1,78 @@
+"""Diagnostics of pseudo-labels against hidden answers (TTRL's definitions), never used in a reward.
+
+* ``label_accuracy``: share of groups whose pseudo-label is equivalent to the hidden answer.
+* ``reward_accuracy``: share of rollouts whose pseudo-reward equals the reward the hidden answer would give.
+* ``majority_ratio``: share of a group that answered the pseudo-label, averaged over groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .answers import DEFAULT_TIMEOUT_SECONDS, is_equivalent
+from .voting import VoteResult
+
+
+def group_diagnostics(
+    votes: Sequence[VoteResult],
+    answers: Sequence[Sequence[str | None]],
+    instabilities: Sequence[Sequence[float]] | None = None,
+    golds: Sequence[str | None] | None = None,
+    reference_votes: Sequence[VoteResult] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, float]:
+    """Summarise the votes of a batch of groups.
+
+    Args:
+        votes: The vote of each group (the one that produced the rewards).
+        answers: The extracted answers of each group.
+        instabilities: The instabilities of each group, when known.
+        golds: The hidden answer of each group, or ``None`` when the data set has none.
+        reference_votes: A second vote of the same groups (the plain majority) to compare labels with.
+        timeout: Per-check math-verify timeout.
+
+    Returns:
+        A flat dict of scalar metrics.
+    """
+    n_rollouts = sum(len(v.classes) for v in votes)
+    answered = sum(c is not None for v in votes for c in v.classes)
+    metrics = {
+        "majority_ratio": float(np.mean([v.majority_ratio for v in votes])),
+        "kept_fraction": sum(sum(v.kept) for v in votes) / max(answered, 1),
+        "no_answer_fraction": 1.0 - answered / max(n_rollouts, 1),
+        "no_label_fraction": float(np.mean([v.pseudo_label is None for v in votes])),
+    }
+    if instabilities is not None:
+        flat = [s for group in instabilities for s in group]
+        metrics["mean_instability"] = float(np.mean(flat)) if flat else 0.0
+    if reference_votes is not None:
+        differs = [
+            not _same_label(v.pseudo_label, r.pseudo_label, timeout) for v, r in zip(votes, reference_votes)
+        ]
+        metrics["label_differs_from_majority"] = float(np.mean(differs))
+    if golds is not None and any(g is not None for g in golds):
+        label_ok, reward_ok, true_rewards = [], [], []
+        ref_ok = []
+        for i, (vote, group_answers, gold) in enumerate(zip(votes, answers, golds)):
+            if gold is None:
+                continue
+            label_ok.append(is_equivalent(str(gold), vote.pseudo_label, timeout=timeout))
+            truth = [float(is_equivalent(str(gold), a, timeout=timeout)) for a in group_answers]
+            true_rewards.extend(truth)
+            reward_ok.extend(float(t == r) for t, r in zip(truth, vote.rewards))
+            if reference_votes is not None:
+                ref_ok.append(is_equivalent(str(gold), reference_votes[i].pseudo_label, timeout=timeout))
+        metrics["label_accuracy"] = float(np.mean(label_ok))
+        metrics["reward_accuracy"] = float(np.mean(reward_ok))
+        metrics["rollout_accuracy"] = float(np.mean(true_rewards))
+        if reference_votes is not None:
+            metrics["majority_label_accuracy"] = float(np.mean(ref_ok))
+    return metrics
+
+
+def _same_label(a: str | None, b: str | None, timeout: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return is_equivalent(a, b, timeout=timeout)

@@ -1,0 +1,280 @@
+"""Label-free reward functions for GRPO, in a registry.
+
+A reward here is "agree with the group's pseudo-label". TRL calls reward functions on each process's local
+slice of completions, and a group of ``num_generations`` rollouts can be split across processes, so every reward
+function here first gathers the whole batch from all processes, votes per group, and returns only its local
+slice. All ranks call reward functions in the same order, so the collective inside is safe.
+
+Keyword arguments read from TRL (``f(prompts, completions, completion_ids, **kwargs)``):
+
+* ``token_entropies``: per-completion top-k entropy sequences, added by [`SASCTrainer`]. Required by ``sasc``.
+* ``rollout_group``: per-completion group index, added by [`SASCTrainer`]. Without it, consecutive completions
+  of the same prompt form a group.
+* ``answer``: the hidden answer, used ONLY for logged diagnostics.
+* ``log_metric`` / ``log_extra``: TRL's logging hooks.
+
+Registry: ``sasc`` (stability-aware vote) and ``majority`` (TTRL). Other rewards can be named by dotted path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .answers import DEFAULT_TIMEOUT_SECONDS, extract_answer, group_equivalent
+from .diagnostics import group_diagnostics
+from .stability import instability
+from .voting import WEIGHTINGS, VoteResult, majority_vote, sasc_vote
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VoteSettings:
+    """Hyper-parameters of the vote, shared by the online reward and the offline pipeline.
+
+    Attributes:
+        filter_ratio: Share of answered rollouts dropped by the stability gate.
+        weight_temperature: Temperature of the ``exp(-z / T)`` vote weight.
+        weighting: ``"exp"`` or ``"uniform"`` (gate then plain majority).
+        answer_timeout: Seconds allowed for one math-verify check.
+    """
+
+    filter_ratio: float = 0.2
+    weight_temperature: float = 1.0
+    weighting: str = "exp"
+    answer_timeout: float | None = DEFAULT_TIMEOUT_SECONDS
+
+    def __post_init__(self):
+        if not 0.0 <= self.filter_ratio < 1.0:
+            raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
+        if self.weight_temperature <= 0:
+            raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a completion, plain (``str``) or conversational (list of messages, the last one answering)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content", "")
+        if isinstance(content, list):  # typed content blocks
+            return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+        return str(content)
+    raise TypeError(f"cannot read the text of a completion of type {type(completion).__name__}")
+
+
+def _groups(group_ids: Sequence[Any] | None, prompts: Sequence[Any]) -> list[list[int]]:
+    """Indices of each group: by ``group_ids`` when given, else runs of consecutive identical prompts."""
+    keys = group_ids if group_ids is not None else [repr(p) for p in prompts]
+    groups: list[list[int]] = []
+    positions: dict[Any, int] = {}
+    previous = object()
+    for i, key in enumerate(keys):
+        if group_ids is not None:
+            if key not in positions:
+                positions[key] = len(groups)
+                groups.append([])
+            groups[positions[key]].append(i)
+        else:
+            if key != previous:
+                groups.append([])
+            groups[-1].append(i)
+            previous = key
+    return groups
+
+
+def _gather_records(records: list[dict]) -> tuple[list[dict], int]:
+    """Gather the records of every process in rank order; return them and the offset of this process's slice."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes == 1:
+        return records, 0
+    from accelerate.utils import gather_object
+
+    per_rank = gather_object([(state.process_index, records)])
+    per_rank = sorted(per_rank, key=lambda item: item[0])
+    offset = sum(len(r) for rank, r in per_rank if rank < state.process_index)
+    return [rec for _, r in per_rank for rec in r], offset
+
+
+def vote_and_reward(
+    vote: str,
+    prompts: Sequence[Any],
+    completions: Sequence[Any],
+    settings: VoteSettings,
+    token_entropies: Sequence[Sequence[float]] | None = None,
+    rollout_group: Sequence[Any] | None = None,
+    answer: Sequence[Any] | None = None,
+    log_metric: Callable[[str, float], None] | None = None,
+    log_extra: Callable[[str, list], None] | None = None,
+) -> list[float]:
+    """Gather the batch across processes, vote per group, log diagnostics, return the local rewards.
+
+    Args:
+        vote: ``"sasc"`` or ``"majority"``.
+        prompts, completions: TRL's local prompts and completions.
+        settings: Vote hyper-parameters.
+        token_entropies: Local per-completion top-k entropy sequences (required for ``"sasc"``).
+        rollout_group: Local per-completion group indices (global across processes).
+        answer: Local hidden answers, for diagnostics only.
+        log_metric, log_extra: TRL's logging hooks.
+    """
+    if vote == "sasc" and token_entropies is None:
+        raise ValueError(
+            "the 'sasc' reward needs per-token entropies in the `token_entropies` column; train with SASCTrainer "
+            "(which captures them during generation) or pass them explicitly"
+        )
+    n_local = len(completions)
+    for name, column in (("token_entropies", token_entropies), ("rollout_group", rollout_group), ("answer", answer)):
+        if column is not None and len(column) != n_local:
+            raise ValueError(f"column '{name}' has {len(column)} values for {n_local} completions")
+    records = []
+    for i in range(n_local):
+        text = completion_text(completions[i])
+        records.append(
+            {
+                "answer": extract_answer(text),
+                "instability": instability(token_entropies[i]) if token_entropies is not None else None,
+                "group": rollout_group[i] if rollout_group is not None else None,
+                "prompt": None if rollout_group is not None else repr(prompts[i]),
+                "gold": None if answer is None or answer[i] is None else str(answer[i]),
+            }
+        )
+    all_records, offset = _gather_records(records)
+    group_ids = [r["group"] for r in all_records] if rollout_group is not None else None
+    groups = _groups(group_ids, [r["prompt"] for r in all_records])
+
+    rewards = [0.0] * len(all_records)
+    labels: list[str | None] = [None] * len(all_records)
+    votes: list[VoteResult] = []
+    reference: list[VoteResult] = []
+    group_answers, group_instabilities, golds = [], [], []
+    for idx in groups:
+        answers = [all_records[i]["answer"] for i in idx]
+        classes = group_equivalent(answers, timeout=settings.answer_timeout)
+        majority = majority_vote(answers, classes=classes)
+        if vote == "sasc":
+            s = [all_records[i]["instability"] for i in idx]
+            result = sasc_vote(
+                answers,
+                s,
+                filter_ratio=settings.filter_ratio,
+                weight_temperature=settings.weight_temperature,
+                weighting=settings.weighting,
+                classes=classes,
+            )
+            group_instabilities.append(s)
+        else:
+            result = majority
+            if token_entropies is not None:
+                group_instabilities.append([all_records[i]["instability"] for i in idx])
+        for j, i in enumerate(idx):
+            rewards[i] = result.rewards[j]
+            labels[i] = result.pseudo_label
+        votes.append(result)
+        reference.append(majority)
+        group_answers.append(answers)
+        golds.append(all_records[idx[0]]["gold"])
+
+    if log_metric is not None:
+        metrics = group_diagnostics(
+            votes,
+            group_answers,
+            instabilities=group_instabilities or None,
+            golds=golds if answer is not None else None,
+            reference_votes=reference if vote == "sasc" else None,
+            timeout=settings.answer_timeout,
+        )
+        for name, value in metrics.items():
+            log_metric(f"{vote}/{name}", value)
+    local = slice(offset, offset + n_local)
+    if log_extra is not None:
+        log_extra(f"{vote}_pseudo_label", [str(x) for x in labels[local]])
+        log_extra("extracted_answer", [str(r["answer"]) for r in records])
+    return rewards[local]
+
+
+def make_sasc_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+    """Reward 1.0 for agreeing with the stability-aware pseudo-label of the rollout's group."""
+    settings = settings or VoteSettings()
+
+    def sasc_reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
+        return vote_and_reward(
+            "sasc",
+            prompts,
+            completions,
+            settings,
+            token_entropies=token_entropies,
+            rollout_group=rollout_group,
+            answer=answer,
+            log_metric=kwargs.get("log_metric"),
+            log_extra=kwargs.get("log_extra"),
+        )
+
+    return sasc_reward
+
+
+def make_majority_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+    """Reward 1.0 for agreeing with the plain majority answer of the rollout's group (TTRL)."""
+    settings = settings or VoteSettings()
+
+    def majority_reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
+        return vote_and_reward(
+            "majority",
+            prompts,
+            completions,
+            settings,
+            token_entropies=token_entropies,
+            rollout_group=rollout_group,
+            answer=answer,
+            log_metric=kwargs.get("log_metric"),
+            log_extra=kwargs.get("log_extra"),
+        )
+
+    return majority_reward
+
+
+REWARD_FACTORIES: dict[str, Callable[[VoteSettings], Callable[..., list[float]]]] = {}
+
+
+def register_reward(name: str, factory: Callable[[VoteSettings], Callable[..., list[float]]]) -> None:
+    """Register a reward factory under ``name``; a duplicate name is refused."""
+    if name in REWARD_FACTORIES:
+        raise ValueError(f"a reward named {name!r} is already registered")
+    REWARD_FACTORIES[name] = factory
+
+
+register_reward("sasc", make_sasc_reward)
+register_reward("majority", make_majority_reward)
+
+
+def get_reward_funcs(names: Sequence[str], settings: VoteSettings | None = None) -> list[Callable[..., list[float]]]:
+    """Resolve reward names: a registered name, or a dotted import path to a TRL reward function.
+
+    Raises:
+        ValueError: naming the unknown reward and listing the registered names.
+    """
+    settings = settings or VoteSettings()
+    funcs = []
+    for name in names:
+        if name in REWARD_FACTORIES:
+            funcs.append(REWARD_FACTORIES[name](settings))
+        elif "." in name:
+            module_path, attr = name.rsplit(".", 1)
+            try:
+                funcs.append(getattr(importlib.import_module(module_path), attr))
+            except (ImportError, AttributeError) as err:
+                raise ValueError(f"could not import reward function {name!r}: {err}") from err
+        else:
+            raise ValueError(
+                f"unknown reward {name!r}: expected one of {sorted(REWARD_FACTORIES)} or a dotted import path "
+                "(e.g. my_pkg.rewards.my_reward)"
+            )
+    return funcs

@@ -1,0 +1,40 @@
+"""Install sasc-ttrl: ``pip install -e ".[dev]"`` (see README for the CPU-only torch step)."""
+
+from setuptools import find_packages, setup
+
+# TRL is pinned: GRPOConfig defaults drift between releases and SASCTrainer overrides private methods
+# (``_generate``, ``_generate_single_turn``) whose signatures were read from this exact version.
+install_requires = [
+    "trl==1.16.0",
+    "transformers>=5.23,<5.24",
+    "accelerate>=1.15,<1.16",
+    "peft==0.21.2",
+    "datasets>=5.2,<6",
+    "math-verify==0.9.0",
+    "torch>=2.13,<2.15",
+    "numpy",
+    "pyyaml",
+    "rich",
+    "matplotlib",
+]
+
+extras = {
+    "deepspeed": ["deepspeed==0.19.8"],
+    # vLLM's CPU build for tests here; on GPUs install the CUDA build of the same major version.
+    "vllm": ["vllm>=0.10"],
+    "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "gguf>=0.10"],
+}
+
+setup(
+    name="sasc-ttrl",
+    version="0.1.0",
+    description="Stability-aware self-consistency test-time RL (label-free GRPO on math) on Hugging Face TRL",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["sasc_ttrl", "sasc_ttrl.*"]),
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require=extras,
+    entry_points={"console_scripts": ["sasc-ttrl=sasc_ttrl.cli:main"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,31 @@
+"""Shared fixtures: the tiny model (built once per machine, cached), the shared benchmark folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SASC_TTRL_SHARED", REPO.parent / "shared")) / "data" / "benchmarks"
+CACHE = Path(os.environ.get("SASC_TTRL_CACHE", Path.home() / ".cache" / "sasc_ttrl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """Path of the project's tiny math model (built on first use, about 40 s; cached across runs)."""
+    from sasc_ttrl.tiny_model import build_tiny_model
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(CACHE / "tiny-model.lock")):
+        return build_tiny_model(CACHE / "tiny-model")
+
+
+@pytest.fixture(scope="session")
+def shared_benchmarks() -> Path:
+    """The ../shared/data/benchmarks folder; tests that need it are skipped when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared benchmarks not found at {SHARED_DATA} (set SASC_TTRL_SHARED to the shared/ folder)")
+    return SHARED_DATA
