@@ -27,13 +27,14 @@ logging.getLogger("math_verify.grader").setLevel(logging.ERROR)
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 _BOXED_COMMANDS = ("\\boxed", "\\fbox")
-_ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.|$)", re.IGNORECASE | re.MULTILINE)
+# The closing period must end the sentence (followed by whitespace or the line's end), or "3.5." would give "3".
+_ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.(?=\s|$)|$)", re.IGNORECASE | re.MULTILINE)
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
 _executor: ThreadPoolExecutor | None = None
 
 
-def _last_braced_argument(text: str, command: str) -> str | None:
-    """Return the content of the last ``command{...}`` in ``text``, with balanced braces, or None."""
+def _last_braced_argument(text: str, command: str) -> tuple[int, str] | None:
+    """Return ``(position, content)`` of the last ``command{...}`` in ``text`` with balanced braces, or None."""
     start = text.rfind(command)
     while start != -1:
         i = start + len(command)
@@ -47,7 +48,7 @@ def _last_braced_argument(text: str, command: str) -> str | None:
                 elif text[j] == "}":
                     depth -= 1
                     if depth == 0:
-                        return text[i + 1 : j]
+                        return start, text[i + 1 : j]
             # Unbalanced (truncated completion): look at an earlier occurrence.
         start = text.rfind(command, 0, start)
     return None
@@ -67,12 +68,10 @@ def extract_answer(text: str | None) -> str | None:
     """
     if not text:
         return None
-    candidates = [(text.rfind(c), c) for c in _BOXED_COMMANDS]
-    for _, command in sorted(candidates, reverse=True):
-        if text.rfind(command) != -1:
-            inner = _last_braced_argument(text, command)
-            if inner is not None and inner.strip():
-                return inner.strip()
+    # The last balanced box of any command wins (a truncated later box falls back to the latest complete one).
+    boxed = [hit for c in _BOXED_COMMANDS if (hit := _last_braced_argument(text, c)) is not None and hit[1].strip()]
+    if boxed:
+        return max(boxed)[1].strip()
     match = _GSM8K_ANSWER.findall(text)
     if match and match[-1].strip():
         return match[-1].strip()

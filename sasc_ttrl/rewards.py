@@ -41,12 +41,15 @@ class VoteSettings:
         weight_temperature: Temperature of the ``exp(-z / T)`` vote weight.
         weighting: ``"exp"`` or ``"uniform"`` (gate then plain majority).
         answer_timeout: Seconds allowed for one math-verify check.
+        vote_log_path: When set, the main process appends one JSON line per voted group (answers, instabilities,
+            kept, weights, pseudo-label, rewards, and the rank each rollout came from) to this file.
     """
 
     filter_ratio: float = 0.2
     weight_temperature: float = 1.0
     weighting: str = "exp"
     answer_timeout: float | None = DEFAULT_TIMEOUT_SECONDS
+    vote_log_path: str | None = None
 
     def __post_init__(self):
         if not 0.0 <= self.filter_ratio < 1.0:
@@ -89,19 +92,47 @@ def _groups(group_ids: Sequence[Any] | None, prompts: Sequence[Any]) -> list[lis
     return groups
 
 
-def _gather_records(records: list[dict]) -> tuple[list[dict], int]:
-    """Gather the records of every process in rank order; return them and the offset of this process's slice."""
+def _gather_records(records: list[dict]) -> tuple[list[dict], int, bool]:
+    """Gather the records of every process in rank order.
+
+    Returns:
+        The records of all processes, the offset of this process's slice, and whether this is the main process.
+    """
     from accelerate import PartialState
 
     state = PartialState()
+    for record in records:
+        record["rank"] = state.process_index
     if state.num_processes == 1:
-        return records, 0
+        return records, 0, True
     from accelerate.utils import gather_object
 
     per_rank = gather_object([(state.process_index, records)])
     per_rank = sorted(per_rank, key=lambda item: item[0])
     offset = sum(len(r) for rank, r in per_rank if rank < state.process_index)
-    return [rec for _, r in per_rank for rec in r], offset
+    return [rec for _, r in per_rank for rec in r], offset, state.is_main_process
+
+
+def _append_vote_log(path: str, vote: str, groups: list[list[int]], records: list[dict], votes: list[VoteResult]):
+    """Append one JSON line per group to ``path`` (flushed line by line)."""
+    import json
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        for idx, result in zip(groups, votes):
+            line = {
+                "vote": vote,
+                "group": records[idx[0]]["group"],
+                "answers": [records[i]["answer"] for i in idx],
+                "instabilities": [records[i]["instability"] for i in idx],
+                "ranks": [records[i]["rank"] for i in idx],
+                "kept": result.kept,
+                "weights": result.weights,
+                "pseudo_label": result.pseudo_label,
+                "rewards": result.rewards,
+            }
+            handle.write(json.dumps(line) + "\n")
 
 
 def vote_and_reward(
@@ -147,7 +178,7 @@ def vote_and_reward(
                 "gold": None if answer is None or answer[i] is None else str(answer[i]),
             }
         )
-    all_records, offset = _gather_records(records)
+    all_records, offset, is_main = _gather_records(records)
     group_ids = [r["group"] for r in all_records] if rollout_group is not None else None
     groups = _groups(group_ids, [r["prompt"] for r in all_records])
 
@@ -183,6 +214,8 @@ def vote_and_reward(
         group_answers.append(answers)
         golds.append(all_records[idx[0]]["gold"])
 
+    if settings.vote_log_path and is_main:
+        _append_vote_log(settings.vote_log_path, vote, groups, all_records, votes)
     if log_metric is not None:
         metrics = group_diagnostics(
             votes,

@@ -16,9 +16,12 @@ import logging
 import os
 import random
 import string
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from .data import MATH_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +32,6 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 TINY_MODEL_VERSION = "1"
-MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
 def build_tokenizer():
@@ -157,3 +159,36 @@ def _train_on_sums(model, tokenizer, steps: int, seed: int, batch_size: int = 32
         if step % 50 == 0:
             logger.info("tiny model step %d loss %.3f", step, loss.item())
     model.eval()
+
+
+@dataclass
+class TinyModelArguments:
+    """Arguments of ``sasc-ttrl make-tiny-model``."""
+
+    output_dir: str = field(default="runs/tiny-model", metadata={"help": "Where the model and tokenizer go."})
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Also write synthetic sums here (JSON); default <output_dir>/sums.json."}
+    )
+    num_questions: int = field(default=32, metadata={"help": "Questions in the synthetic data set."})
+    train_steps: int = field(default=150, metadata={"help": "Next-token training steps on synthetic sums."})
+    seed: int = field(default=0, metadata={"help": "Seed of the weights and the data."})
+    overwrite: bool = field(default=False, metadata={"help": "Rebuild even if a build exists."})
+
+
+def make_parser():
+    """Parser of ``sasc-ttrl make-tiny-model``."""
+    from trl import TrlParser
+
+    return TrlParser((TinyModelArguments,))
+
+
+def main(args: TinyModelArguments) -> None:
+    """Build the tiny model and write its synthetic data set."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    out = build_tiny_model(args.output_dir, train_steps=args.train_steps, seed=args.seed, overwrite=args.overwrite)
+    data = write_tiny_dataset(args.dataset_path or out / "sums.json", n=args.num_questions, seed=args.seed)
+    logger.info("tiny model in %s, data set in %s", out, data)
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

@@ -1,0 +1,41 @@
+"""The ``sasc-ttrl`` command: ``train``, ``eval``, ``build`` and ``make-tiny-model`` sub-commands.
+
+Each sub-command parses the rest of the command line with TRL's `TrlParser`, so ``--config recipe.yaml`` and
+CLI overrides work the same way as in ``scripts/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("sasc_ttrl.train", "GRPO training with the SASC (or majority) pseudo-label reward"),
+    "eval": ("sasc_ttrl.evaluate", "pass@k / maj@k / avg@n evaluation with a report and plots"),
+    "build": ("sasc_ttrl.build_data", "offline selection pipeline and data builder"),
+    "make-tiny-model": ("sasc_ttrl.tiny_model", "build the tiny CPU demo model and its data set"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatch ``sasc-ttrl <command> [args]`` to the command's ``make_parser`` and ``main``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser = argparse.ArgumentParser(prog="sasc-ttrl", description="Label-free test-time RL for math on TRL.")
+        sub = parser.add_subparsers(dest="command", metavar="command")
+        for name, (_, help_text) in COMMANDS.items():
+            sub.add_parser(name, help=help_text, add_help=False)
+        if argv and argv[0] not in ("-h", "--help"):
+            parser.error(f"unknown command {argv[0]!r}; choose one of {sorted(COMMANDS)}")
+        parser.print_help()
+        raise SystemExit(0 if argv else 2)
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    parser = module.make_parser()
+    parser.prog = f"sasc-ttrl {argv[0]}"
+    args = parser.parse_args_and_config(args=argv[1:])
+    module.main(*args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Configuration dataclasses: `SASCConfig` extends TRL's `GRPOConfig`; `SASCScriptArguments` extends TRL's
+`ScriptArguments` with the data columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig, ScriptArguments
+
+from .rewards import REWARD_FACTORIES, VoteSettings
+from .voting import WEIGHTINGS
+
+ENTROPY_SOURCES = ("generation", "forward")
+
+
+@dataclass
+class SASCConfig(GRPOConfig):
+    """Configuration of [`SASCTrainer`]: every `GRPOConfig` field, plus the stability-aware vote.
+
+    Args:
+        reward_funcs (`list[str]`, defaults to `["sasc"]`):
+            Reward functions by registry name (`sasc`, `majority`) or dotted import path. `majority` is plain TTRL.
+        entropy_top_k (`int`, defaults to `20`):
+            Number of top logits over which each token's local entropy is taken.
+        filter_ratio (`float`, defaults to `0.2`):
+            Share of a group's answered rollouts dropped by the stability gate (the least stable ones).
+        weight_temperature (`float`, defaults to `1.0`):
+            Temperature of the vote weight `exp(-z / weight_temperature)`.
+        vote_weighting (`str`, defaults to `"exp"`):
+            `"exp"` (stability-weighted vote) or `"uniform"` (gate, then plain majority).
+        entropy_source (`str`, defaults to `"generation"`):
+            `"generation"` records the entropies while the model generates (no extra cost); `"forward"` recomputes
+            them with one extra no-grad forward pass (needed with `use_transformers_continuous_batching`).
+        answer_timeout (`float`, defaults to `5.0`):
+            Seconds allowed for one math-verify equivalence check.
+        vote_log_path (`str` or `None`):
+            JSONL file where the main process appends every group's vote, for auditing pseudo-labels.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["sasc"],
+        metadata={"help": "Reward functions: registry names (sasc, majority) or dotted import paths."},
+    )
+    entropy_top_k: int = field(default=20, metadata={"help": "Top-k logits per token for the local entropy."})
+    filter_ratio: float = field(
+        default=0.2, metadata={"help": "Share of answered rollouts per group dropped as least stable, in [0, 1)."}
+    )
+    weight_temperature: float = field(
+        default=1.0, metadata={"help": "Temperature T of the vote weight exp(-z / T); must be > 0."}
+    )
+    vote_weighting: str = field(
+        default="exp", metadata={"help": "Vote weight: 'exp' (exp(-z/T)) or 'uniform' (gate + plain majority)."}
+    )
+    entropy_source: str = field(
+        default="generation",
+        metadata={"help": "'generation' (hook during generation) or 'forward' (extra no-grad forward pass)."},
+    )
+    answer_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per math-verify check."})
+    vote_log_path: str | None = field(
+        default=None,
+        metadata={"help": "JSONL file where the main process appends every group's vote (answers, label, rewards)."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+        if not self.reward_funcs:
+            raise ValueError("reward_funcs is empty: name at least one of " f"{sorted(REWARD_FACTORIES)}")
+        for name in self.reward_funcs:
+            if name not in REWARD_FACTORIES and "." not in name:
+                raise ValueError(
+                    f"reward_funcs: unknown reward {name!r}; expected one of {sorted(REWARD_FACTORIES)} or a dotted "
+                    "import path"
+                )
+        if self.entropy_top_k < 1:
+            raise ValueError(f"entropy_top_k must be >= 1, got {self.entropy_top_k}")
+        if not 0.0 <= self.filter_ratio < 1.0:
+            raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
+        if self.weight_temperature <= 0:
+            raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
+        if self.vote_weighting not in WEIGHTINGS:
+            raise ValueError(f"vote_weighting must be one of {WEIGHTINGS}, got {self.vote_weighting!r}")
+        if self.entropy_source not in ENTROPY_SOURCES:
+            raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
+        if self.answer_timeout <= 0:
+            raise ValueError(f"answer_timeout must be > 0, got {self.answer_timeout}")
+
+    @property
+    def vote_settings(self) -> VoteSettings:
+        """The vote hyper-parameters as the pure core takes them."""
+        return VoteSettings(
+            filter_ratio=self.filter_ratio,
+            weight_temperature=self.weight_temperature,
+            weighting=self.vote_weighting,
+            answer_timeout=self.answer_timeout,
+            vote_log_path=self.vote_log_path,
+        )
+
+
+@dataclass
+class SASCScriptArguments(ScriptArguments):
+    """Data arguments of `scripts/train.py` (plus TRL's `dataset_name`, `dataset_config`, `dataset_train_split`).
+
+    Args:
+        prompt_column (`str`, defaults to `"prompt"`):
+            Column holding the question.
+        answer_column (`str` or `None`, defaults to `"answer"`):
+            Column holding the hidden answer; used only for logged diagnostics, never for the reward.
+        max_train_samples (`int` or `None`):
+            Keep only the first N questions.
+    """
+
+    prompt_column: str = field(default="prompt", metadata={"help": "Column holding the question."})
+    answer_column: str | None = field(
+        default="answer", metadata={"help": "Column holding the hidden answer (diagnostics only); null for none."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N questions."})

@@ -1,0 +1,145 @@
+"""Math data sets: load by hub name or local path, map columns, build the standard math prompt.
+
+Every loader returns a `datasets.Dataset` with a ``prompt`` column (what the model sees) and, when the source
+has one, an ``answer`` column (the hidden answer, used only for diagnostics and evaluation).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+BENCHMARK_FILES = {"math500": "math500.json", "amc": "amc.json", "aime24": "aime24.json", "gsm8k": "gsm8k.json"}
+LOCAL_SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def benchmarks_dir() -> Path | None:
+    """Folder of the named benchmark files: ``$SASC_TTRL_BENCHMARKS_DIR``, else ``../shared/data/benchmarks``."""
+    env = os.environ.get("SASC_TTRL_BENCHMARKS_DIR")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve().parents[1]
+    candidates += [here.parent / "shared" / "data" / "benchmarks", Path.cwd().parent / "shared" / "data" / "benchmarks"]
+    for path in candidates:
+        if path.is_dir():
+            return path
+    return None
+
+
+def resolve_data_source(name_or_path: str) -> str:
+    """Turn a benchmark name (``math500``, ``amc``, ``aime24``, ``gsm8k``) into its local file; pass others through."""
+    if name_or_path in BENCHMARK_FILES:
+        folder = benchmarks_dir()
+        if folder is None:
+            raise FileNotFoundError(
+                f"benchmark {name_or_path!r} is looked up in $SASC_TTRL_BENCHMARKS_DIR or ../shared/data/benchmarks, "
+                "and neither exists; pass a hub name or a local file instead"
+            )
+        return str(folder / BENCHMARK_FILES[name_or_path])
+    return name_or_path
+
+
+def load_raw_dataset(name_or_path: str, split: str = "train", config: str | None = None):
+    """Load a data set by hub name, local file (json/jsonl/parquet/csv), local folder, or benchmark name."""
+    from datasets import load_dataset
+
+    source = resolve_data_source(name_or_path)
+    path = Path(source)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix not in LOCAL_SUFFIXES:
+            raise ValueError(f"unsupported data file {path}: expected one of {sorted(LOCAL_SUFFIXES)}")
+        return load_dataset(LOCAL_SUFFIXES[suffix], data_files=str(path), split="train")
+    if path.is_dir():
+        return load_dataset(str(path), split=split)
+    if source.startswith((".", "/")) or os.sep in source and not _looks_like_hub_id(source):
+        raise FileNotFoundError(f"data file {source} does not exist")
+    return load_dataset(source, name=config, split=split)
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    return source.count("/") == 1 and not source.startswith(("/", "."))
+
+
+def build_prompt(question: str, tokenizer: Any = None) -> str | list[dict[str, str]]:
+    """The standard math prompt: the question, then the step-by-step / ``\\boxed{}`` instruction.
+
+    Returns a conversational prompt (one user message; TRL applies the chat template) when ``tokenizer`` has a
+    chat template, else plain text.
+    """
+    content = f"{question}\n{MATH_INSTRUCTION}"
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return [{"role": "user", "content": content}]
+    return content
+
+
+def render_prompt(question: str, tokenizer: Any) -> str:
+    """The standard math prompt as the text the model reads (chat template applied when there is one)."""
+    prompt = build_prompt(question, tokenizer)
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def prepare_math_dataset(
+    dataset,
+    tokenizer: Any = None,
+    prompt_column: str = "prompt",
+    answer_column: str | None = "answer",
+    source: str = "dataset",
+):
+    """Map a raw data set to ``prompt`` (+ ``answer`` when present) with the standard math prompt.
+
+    Args:
+        dataset: A `datasets.Dataset`.
+        tokenizer: Decides between a conversational and a plain-text prompt (see [`build_prompt`]).
+        prompt_column: Column holding the question.
+        answer_column: Column holding the hidden answer, or ``None``. A missing answer column is allowed (the
+            data is unlabeled) and logged once.
+        source: Name of the data set, for error messages.
+
+    Raises:
+        KeyError: naming the missing prompt column and the columns that exist.
+    """
+    columns = dataset.column_names
+    if prompt_column not in columns:
+        raise KeyError(f"{source}: prompt column {prompt_column!r} not found; columns are {columns}")
+    has_answer = answer_column is not None and answer_column in columns
+    if answer_column is not None and not has_answer:
+        logger.info("%s: no answer column %r; diagnostics against hidden answers are off", source, answer_column)
+    if prompt_column == "prompt":
+        dataset = dataset.rename_column("prompt", "__question")
+        prompt_column = "__question"
+
+    def to_example(row: dict) -> dict:
+        question = row[prompt_column]
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"{source}: empty or non-text question in column {prompt_column!r}: {question!r}")
+        example = {"prompt": build_prompt(question, tokenizer)}
+        if has_answer:
+            example["answer"] = None if row[answer_column] is None else str(row[answer_column])
+        return example
+
+    keep = {"id"} & set(dataset.column_names)
+    remove = [c for c in dataset.column_names if c not in keep]
+    return dataset.map(to_example, remove_columns=remove)
+
+
+def load_math_dataset(
+    name_or_path: str,
+    tokenizer: Any = None,
+    split: str = "train",
+    config: str | None = None,
+    prompt_column: str = "prompt",
+    answer_column: str | None = "answer",
+    limit: int | None = None,
+):
+    """Load and prepare a math data set in one call (see [`load_raw_dataset`] and [`prepare_math_dataset`])."""
+    dataset = load_raw_dataset(name_or_path, split=split, config=config)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    return prepare_math_dataset(dataset, tokenizer, prompt_column, answer_column, source=name_or_path)

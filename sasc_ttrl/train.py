@@ -1,0 +1,121 @@
+"""Train a model on unlabeled math prompts with SASC-TTRL (or the TTRL baseline: ``--reward_funcs majority``).
+
+Command (one process, CPU or one GPU)::
+
+    sasc-ttrl train --config recipes/tiny/sasc_cpu.yaml
+
+Several processes / DeepSpeed::
+
+    accelerate launch --config_file accelerate_configs/zero2.yaml scripts/train.py --config recipe.yaml
+
+CLI flags override the YAML, which overrides the defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers import AutoTokenizer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, TrlParser, get_peft_config
+
+from .configs import SASCConfig, SASCScriptArguments
+from .data import load_math_dataset
+
+logger = logging.getLogger(__name__)
+
+
+def _setup_logging(training_args: SASCConfig) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logging.getLogger("sasc_ttrl").setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args: ModelConfig):
+    """Load data, tokenizer and model, then train with [`SASCTrainer`] and save the result."""
+    from .trainer import SASCTrainer
+
+    set_seed(training_args.seed)
+    _setup_logging(training_args)
+    logger.info("Model arguments %s", model_args)
+    logger.info("Script arguments %s", script_args)
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+        logger.info("Checkpoint detected, resuming training at %s", last_checkpoint)
+
+    if not script_args.dataset_name:
+        raise ValueError("dataset_name is required: a hub name, a local json/jsonl/parquet file, or math500/amc/aime24")
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_dataset = load_math_dataset(
+        script_args.dataset_name,
+        tokenizer=tokenizer,
+        split=script_args.dataset_train_split,
+        config=script_args.dataset_config,
+        prompt_column=script_args.prompt_column,
+        answer_column=script_args.answer_column,
+        limit=script_args.max_train_samples,
+    )
+
+    model_init_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    if training_args.model_init_kwargs is not None:
+        model_init_kwargs.update(training_args.model_init_kwargs)
+    training_args.model_init_kwargs = model_init_kwargs
+
+    trainer = SASCTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = train_result.metrics
+    metrics["train_samples"] = len(train_dataset)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    trainer.save_model(training_args.output_dir)
+    logger.info("Model saved to %s", training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["sasc-ttrl"])
+        trainer.model.config.use_cache = True
+        trainer.model.config.save_pretrained(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    trainer.end() if hasattr(trainer, "end") else None
+    return trainer
+
+
+def make_parser() -> TrlParser:
+    """The argument parser of ``sasc-ttrl train``: script, training and model arguments, with ``--config``."""
+    return TrlParser((SASCScriptArguments, SASCConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

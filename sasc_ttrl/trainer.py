@@ -1,0 +1,115 @@
+"""`SASCTrainer`: TRL's GRPOTrainer that hands every completion's top-k entropy sequence to the rewards."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from .configs import SASCConfig
+from .entropy_capture import capture_topk_entropies, forward_topk_entropies
+from .rewards import get_reward_funcs
+
+logger = logging.getLogger(__name__)
+
+
+class SASCTrainer(GRPOTrainer):
+    """GRPO with label-free, stability-aware pseudo-label rewards (SASC-TTRL).
+
+    What differs from [`trl.GRPOTrainer`]:
+
+    1. Every completion's per-token top-k entropy sequence (``args.entropy_top_k`` logits of
+       ``logits / args.temperature``) reaches the reward functions as the ``token_entropies`` keyword argument,
+       and each completion's global group index as ``rollout_group``. They are added to the ``extra_fields``
+       that `GRPOTrainer._generate` returns (TRL merges them into the reward inputs before rewards are computed).
+    2. How the entropies are obtained (``args.entropy_source``):
+       * ``"generation"`` (default, transformers path): a forward hook on the output embedding reduces each
+         decoding step's logits to a top-k entropy while `generate` runs. No extra forward pass; the captured
+         values match a reference forward pass to ~1e-6 (see tests and BENCHMARKS.md).
+       * ``"forward"``: one extra no-grad forward pass over prompt + completion after generation (its measured
+         cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching``, where the
+         hook cannot follow generation.
+    3. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
+       with the vote hyper-parameters of ``args``.
+
+    Nothing else changes: advantages, loss, logging and the vLLM paths are GRPOTrainer's own. Tool calling and
+    custom ``rollout_func`` are not supported (their completions interleave tokens the model did not sample).
+    """
+
+    _tag_names = ["trl", "grpo", "sasc-ttrl"]
+
+    def __init__(self, model, reward_funcs=None, args: SASCConfig | None = None, **kwargs: Any):
+        if args is None:
+            raise ValueError("SASCTrainer needs an SASCConfig as `args`")
+        if not isinstance(args, SASCConfig):
+            raise TypeError(f"args must be an SASCConfig, got {type(args).__name__}")
+        if kwargs.get("tools") or kwargs.get("rollout_func") is not None:
+            raise NotImplementedError("SASCTrainer does not support tools or rollout_func")
+        if reward_funcs is None:
+            reward_funcs = get_reward_funcs(args.reward_funcs, args.vote_settings)
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        self._captured_entropies: list[list[float]] | None = None
+
+    # -- capture ---------------------------------------------------------------------------------------------
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        use_hook = (
+            self.args.entropy_source == "generation"
+            and not self.use_vllm
+            and not self.use_transformers_continuous_batching
+        )
+        if not use_hook:
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+            self._captured_entropies = self._entropies_by_forward(prompt_ids, completion_ids)
+            return completion_ids, logprobs
+
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        with capture_topk_entropies(model, k=self.args.entropy_top_k, temperature=self.args.temperature) as rec:
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        self._captured_entropies = rec.per_sequence([len(c) for c in completion_ids])
+        return completion_ids, logprobs
+
+    @torch.no_grad()
+    def _entropies_by_forward(self, prompt_ids, completion_ids) -> list[list[float]]:
+        """Recompute the entropies with one no-grad forward pass (``entropy_source="forward"``)."""
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        was_training = model.training
+        model.eval()
+        try:
+            # Each prompt is repeated by the sampler, so prompt_ids already has one entry per completion.
+            return forward_topk_entropies(
+                model,
+                prompt_ids,
+                completion_ids,
+                k=self.args.entropy_top_k,
+                temperature=self.args.temperature,
+                pad_token_id=self._tokenizer.pad_token_id,
+                batch_size=self.args.per_device_train_batch_size,
+            )
+        finally:
+            model.train(was_training)
+
+    def _generate(self, prompts: list):
+        self._captured_entropies = None
+        output = super()._generate(prompts)
+        prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images = output
+        entropies = self._captured_entropies
+        self._captured_entropies = None
+        if entropies is None or len(entropies) != len(completion_ids):
+            raise RuntimeError(
+                f"captured entropies for {0 if entropies is None else len(entropies)} completions, expected "
+                f"{len(completion_ids)}"
+            )
+        mode = "train" if self.model.training else "eval"
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        offset = self.accelerator.process_index * len(completion_ids)
+        extra_fields = dict(extra_fields)
+        extra_fields["token_entropies"] = entropies
+        # Completions are laid out prompt-major over the global batch, processes in rank order.
+        extra_fields["rollout_group"] = [(offset + i) // num_generations for i in range(len(completion_ids))]
+        return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images
