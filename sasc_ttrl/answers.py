@@ -165,7 +165,9 @@ def _safe_verify(gold: str, pred: str) -> bool:
         return False
 
 
-def group_equivalent(answers: Sequence[str | None], timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> list[int | None]:
+def group_equivalent(
+    answers: Sequence[str | None], timeout: float | None = DEFAULT_TIMEOUT_SECONDS
+) -> list[int | None]:
     """Group answers into equivalence classes.
 
     Classes are numbered in order of first appearance; the first answer of a class is its representative and is

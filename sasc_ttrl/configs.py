@@ -66,7 +66,7 @@ class SASCConfig(GRPOConfig):
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [self.reward_funcs]
         if not self.reward_funcs:
-            raise ValueError("reward_funcs is empty: name at least one of " f"{sorted(REWARD_FACTORIES)}")
+            raise ValueError(f"reward_funcs is empty: name at least one of {sorted(REWARD_FACTORIES)}")
         for name in self.reward_funcs:
             if name not in REWARD_FACTORIES and "." not in name:
                 raise ValueError(

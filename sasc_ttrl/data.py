@@ -23,7 +23,10 @@ def benchmarks_dir() -> Path | None:
     env = os.environ.get("SASC_TTRL_BENCHMARKS_DIR")
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve().parents[1]
-    candidates += [here.parent / "shared" / "data" / "benchmarks", Path.cwd().parent / "shared" / "data" / "benchmarks"]
+    candidates += [
+        here.parent / "shared" / "data" / "benchmarks",
+        Path.cwd().parent / "shared" / "data" / "benchmarks",
+    ]
     for path in candidates:
         if path.is_dir():
             return path

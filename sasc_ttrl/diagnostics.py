@@ -48,9 +48,7 @@ def group_diagnostics(
         flat = [s for group in instabilities for s in group]
         metrics["mean_instability"] = float(np.mean(flat)) if flat else 0.0
     if reference_votes is not None:
-        differs = [
-            not _same_label(v.pseudo_label, r.pseudo_label, timeout) for v, r in zip(votes, reference_votes)
-        ]
+        differs = [not _same_label(v.pseudo_label, r.pseudo_label, timeout) for v, r in zip(votes, reference_votes)]
         metrics["label_differs_from_majority"] = float(np.mean(differs))
     if golds is not None and any(g is not None for g in golds):
         label_ok, reward_ok, true_rewards = [], [], []

@@ -59,9 +59,13 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
         logger.info("Checkpoint detected, resuming training at %s", last_checkpoint)
 
     if not script_args.dataset_name:
-        raise ValueError("dataset_name is required: a hub name, a local json/jsonl/parquet file, or math500/amc/aime24")
+        raise ValueError(
+            "dataset_name is required: a hub name, a local json/jsonl/parquet file, or math500/amc/aime24"
+        )
     tokenizer = AutoTokenizer.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, trust_remote_code=training_args.trust_remote_code
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

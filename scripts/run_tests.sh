@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install (if needed) and run every test, the slow multi-process / DeepSpeed ones included.
+# Quick run without the slow tests: .venv/bin/pytest   (pytest's default excludes -m slow)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh
+VENV="${SASC_TTRL_VENV:-.venv}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" TOKENIZERS_PARALLELISM=false
+export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$HOME/.cache/sasc_ttrl/torch_extensions}"
+"$VENV/bin/ruff" check sasc_ttrl tests scripts benchmarks
+"$VENV/bin/python" -m pytest -m "slow or not slow" "$@"

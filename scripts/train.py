@@ -1,0 +1,10 @@
+"""Train with SASC-TTRL: ``accelerate launch --config_file accelerate_configs/ddp.yaml scripts/train.py --config R``.
+
+A thin wrapper around `sasc_ttrl.train` (same as ``sasc-ttrl train``), kept as a file so that
+``accelerate launch`` has a script to start.
+"""
+
+from sasc_ttrl.train import main, make_parser
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
