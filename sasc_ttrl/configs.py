@@ -33,6 +33,8 @@ class SASCConfig(GRPOConfig):
             them with one extra no-grad forward pass (needed with `use_transformers_continuous_batching`).
         answer_timeout (`float`, defaults to `5.0`):
             Seconds allowed for one math-verify equivalence check.
+        save_merged_model (`bool`, defaults to `False`):
+            With a PEFT adapter, also save the merged model to `<output_dir>/merged` (ready for `sasc-ttrl eval`).
         vote_log_path (`str` or `None`):
             JSONL file where the main process appends every group's vote, for auditing pseudo-labels.
     """
@@ -56,6 +58,12 @@ class SASCConfig(GRPOConfig):
         metadata={"help": "'generation' (hook during generation) or 'forward' (extra no-grad forward pass)."},
     )
     answer_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per math-verify check."})
+    save_merged_model: bool = field(
+        default=False,
+        metadata={
+            "help": "With use_peft: also save the base model merged with the LoRA adapter to <output_dir>/merged."
+        },
+    )
     vote_log_path: str | None = field(
         default=None,
         metadata={"help": "JSONL file where the main process appends every group's vote (answers, label, rewards)."},

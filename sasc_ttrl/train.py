@@ -106,6 +106,8 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
 
     trainer.save_model(training_args.output_dir)
     logger.info("Model saved to %s", training_args.output_dir)
+    if training_args.save_merged_model:
+        save_merged_model(trainer, os.path.join(training_args.output_dir, "merged"))
     if trainer.accelerator.is_main_process:
         trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["sasc-ttrl"])
         trainer.model.config.use_cache = True
@@ -114,6 +116,29 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     trainer.end() if hasattr(trainer, "end") else None
     return trainer
+
+
+def save_merged_model(trainer, path: str) -> None:
+    """Merge a trained LoRA adapter into its base model and save model + tokenizer to ``path``.
+
+    Raises:
+        ValueError: when the trained model is not a PEFT model.
+    """
+    from peft import PeftModel
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not isinstance(model, PeftModel):
+        raise ValueError("save_merged_model needs a PEFT adapter (use_peft: true)")
+    if trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3:
+        raise ValueError("save_merged_model is not supported under ZeRO-3: merge the saved adapter after training")
+    if trainer.accelerator.is_main_process:
+        import copy
+
+        merged = copy.deepcopy(model).merge_and_unload()
+        merged.save_pretrained(path)
+        trainer.processing_class.save_pretrained(path)
+        logger.info("Merged model saved to %s", path)
+    trainer.accelerator.wait_for_everyone()
 
 
 def make_parser() -> TrlParser:

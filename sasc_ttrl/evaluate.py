@@ -1,0 +1,471 @@
+"""Evaluate a checkpoint on math benchmarks: pass@k, maj@k, sasc@k and avg@n, with a report and plots.
+
+Command::
+
+    sasc-ttrl eval --model_name_or_path Qwen/Qwen2.5-Math-1.5B --benchmarks math500 amc aime24 \\
+        --n 16 --temperature 0.6 --top_p 0.95 --max_tokens 3072 --output_dir outputs/eval/base
+    sasc-ttrl eval --compare outputs/eval/base outputs/eval/sasc outputs/eval/ttrl --output_dir outputs/eval/cmp
+
+(or ``python scripts/evaluate.py --config eval.yaml``). Outputs in ``output_dir``:
+
+* ``samples/<benchmark>.jsonl``: one line per question with its ``n`` sample records, appended and flushed as
+  each question finishes. A rerun skips the questions already there (a truncated last line is dropped), and since
+  every question is seeded by ``(seed, its index)``, it gives the same samples and metrics as an uninterrupted run.
+* ``metrics.json``, ``metrics.md`` and ``pass_at_k.png`` (pass@k / maj@k / sasc@k against k);
+* ``eval_config.json``: the settings that determine the samples; a rerun with other settings refuses to mix them
+  (use another ``output_dir`` or ``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from trl import TrlParser
+
+from .answers import DEFAULT_TIMEOUT_SECONDS, extract_answer
+from .data import BENCHMARK_FILES, benchmarks_dir, load_raw_dataset, render_prompt
+from .eval_report import compare_runs, plot_run, print_summary, run_markdown
+from .generation import (
+    BACKENDS,
+    SampleRecord,
+    grade_records,
+    load_transformers_model,
+    load_vllm,
+    resolve_backend,
+    sample_transformers,
+    sample_vllm,
+)
+from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
+from .voting import WEIGHTINGS
+
+logger = logging.getLogger(__name__)
+
+HUB_BENCHMARKS = {
+    "math500": ("HuggingFaceH4/MATH-500", "test"),
+    "amc": ("AI-MO/aimo-validation-amc", "train"),
+    "aime24": ("HuggingFaceH4/aime_2024", "train"),
+}
+PROMPT_COLUMNS = ("prompt", "problem", "question")
+ANSWER_COLUMNS = ("answer", "final_answer", "solution")
+ID_COLUMNS = ("id", "unique_id", "problem_id")
+SAMPLING_KEYS = ("model_name_or_path", "n", "temperature", "top_p", "max_tokens", "seed", "entropy_top_k", "backend")
+ENTROPY_DECIMALS = 6
+
+
+@dataclass
+class EvalArguments:
+    """Arguments of ``sasc-ttrl eval``.
+
+    Args:
+        model_name_or_path: Checkpoint to evaluate (local folder or hub name).
+        benchmarks: Benchmarks: ``math500``, ``amc``, ``aime24``, ``gsm8k`` (shared files, else the hub), a hub
+            data set name, or a local ``.json``/``.jsonl``/``.parquet``/``.csv`` file.
+        n: Samples per question.
+        k_list: Values of k for pass@k / maj@k / sasc@k; default: powers of two up to ``n``, and ``n``.
+        temperature: Sampling temperature (TTRL evaluates at 0.6).
+        top_p: Nucleus sampling mass (TTRL: 0.95).
+        max_tokens: Maximum completion length.
+        seed: Base seed; question ``i`` is sampled from ``(seed, i)`` whatever the batching.
+        batch_size: Questions per generation call (each expands to ``n`` sequences).
+        output_dir: Where samples, metrics, the report and the plot go.
+        run_name: Label of this run in reports and comparisons; default: the model folder's name.
+        backend: ``auto`` (vLLM when installed and a GPU is present), ``vllm`` or ``transformers``.
+        dtype: Model dtype for the transformers backend / vLLM (``auto``, ``float32``, ``bfloat16``, ...).
+        entropy_top_k: k of the per-token top-k entropy recorded for the stability-aware vote.
+        filter_ratio: Share of each block's answered samples dropped by the stability gate (sasc@k).
+        weight_temperature: Temperature of the sasc vote weight ``exp(-z / T)``.
+        vote_weighting: ``exp`` or ``uniform`` (gate, then plain majority).
+        answer_timeout: Seconds allowed per math-verify check.
+        compare: Compare mode: output directories of two or more finished runs to put side by side (nothing is
+            sampled; the comparison goes to ``output_dir``).
+        limit: Evaluate only the first N questions of each benchmark.
+        split: Split of hub data sets; default: the benchmark's known split, else ``test``.
+        prompt_column: Question column; default: the first of ``prompt``, ``problem``, ``question``.
+        answer_column: Reference answer column; default: the first of ``answer``, ``final_answer``, ``solution``.
+        overwrite: Delete the samples of an earlier run in ``output_dir`` instead of resuming it.
+        vllm_gpu_memory_utilization: vLLM's ``gpu_memory_utilization``.
+        vllm_tensor_parallel_size: vLLM's ``tensor_parallel_size``.
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Checkpoint to evaluate (path or hub)."})
+    benchmarks: list[str] = field(
+        default_factory=lambda: ["math500"],
+        metadata={"help": "math500, amc, aime24, gsm8k, a hub data set name, or a local json/jsonl/parquet file."},
+    )
+    n: int = field(default=16, metadata={"help": "Samples per question."})
+    k_list: list[int] | None = field(
+        default=None, metadata={"help": "k values for pass@k / maj@k / sasc@k (default: powers of 2 up to n, and n)."}
+    )
+    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
+    max_tokens: int = field(default=3072, metadata={"help": "Maximum completion length in tokens."})
+    seed: int = field(default=42, metadata={"help": "Base seed; question i is sampled from (seed, i)."})
+    batch_size: int = field(default=8, metadata={"help": "Questions per generation call (each gives n sequences)."})
+    output_dir: str = field(default="outputs/eval", metadata={"help": "Output directory."})
+    run_name: str | None = field(default=None, metadata={"help": "Label of the run (default: the model's name)."})
+    backend: str = field(default="auto", metadata={"help": "auto (vllm if installed and a GPU), vllm, transformers."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
+    entropy_top_k: int = field(default=20, metadata={"help": "k of the per-token top-k entropy."})
+    filter_ratio: float = field(default=0.2, metadata={"help": "sasc@k: share of answered samples gated out."})
+    weight_temperature: float = field(default=1.0, metadata={"help": "sasc@k: temperature T of exp(-z / T)."})
+    vote_weighting: str = field(default="exp", metadata={"help": "sasc@k: 'exp' or 'uniform' vote weights."})
+    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
+    compare: list[str] | None = field(
+        default=None, metadata={"help": "Compare mode: output dirs of two or more finished runs."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Only the first N questions of each benchmark."})
+    split: str | None = field(default=None, metadata={"help": "Split of hub data sets."})
+    prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
+    answer_column: str | None = field(default=None, metadata={"help": "Answer column (default: auto-detect)."})
+    overwrite: bool = field(default=False, metadata={"help": "Discard earlier samples in output_dir."})
+    vllm_gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM gpu_memory_utilization."})
+    vllm_tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM tensor_parallel_size."})
+
+    def __post_init__(self):
+        if isinstance(self.benchmarks, str):
+            self.benchmarks = [self.benchmarks]
+        if isinstance(self.compare, str):
+            self.compare = [self.compare]
+        if self.compare:
+            return
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.k_list is None:
+            self.k_list = sorted({2**i for i in range(self.n.bit_length()) if 2**i <= self.n} | {self.n})
+        self.k_list = sorted(set(self.k_list))
+        if not self.k_list or self.k_list[0] < 1 or self.k_list[-1] > self.n:
+            raise ValueError(f"every k must be in [1, n={self.n}], got k_list={self.k_list}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1 or self.batch_size < 1 or self.entropy_top_k < 1:
+            raise ValueError("max_tokens, batch_size and entropy_top_k must be >= 1")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not 0.0 <= self.filter_ratio < 1.0:
+            raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
+        if self.weight_temperature <= 0:
+            raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
+        if self.vote_weighting not in WEIGHTINGS:
+            raise ValueError(f"vote_weighting must be one of {WEIGHTINGS}, got {self.vote_weighting!r}")
+        if not self.benchmarks:
+            raise ValueError("benchmarks is empty")
+        if self.model_name_or_path is None:
+            raise ValueError("model_name_or_path is required (unless --compare is given)")
+
+
+@dataclass
+class Question:
+    """One benchmark question: a stable ``key`` (its id), its ``index``, the question text and reference answer."""
+
+    key: str
+    index: int
+    question: str
+    gold: str | None
+
+
+def benchmark_slug(name: str) -> str:
+    """File-system name of a benchmark: the name itself, a local file's stem, or the hub id with ``/`` -> ``_``."""
+    path = Path(name)
+    if path.suffix.lower() in (".json", ".jsonl", ".parquet", ".csv"):
+        name = path.stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "benchmark"
+
+
+def reference_answer(value: Any) -> str | None:
+    """A data set's answer as a string; the boxed / ``####`` part of a worked solution."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if "\\boxed" in text or "####" in text:
+        return extract_answer(text) or text
+    return text
+
+
+def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], role: str, source: str) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise KeyError(f"{source}: {role} column {wanted!r} not found; columns are {columns}")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    raise KeyError(
+        f"{source}: no {role} column (looked for {list(candidates)}); columns are {columns}. "
+        f"Name it with --{role}_column"
+    )
+
+
+def load_benchmark(
+    name: str,
+    split: str | None = None,
+    limit: int | None = None,
+    prompt_column: str | None = None,
+    answer_column: str | None = None,
+) -> list[Question]:
+    """Load a benchmark's questions and reference answers.
+
+    ``math500``, ``amc``, ``aime24`` (and ``gsm8k``) are read from the shared benchmark folder
+    (``$SASC_TTRL_BENCHMARKS_DIR`` or ``../shared/data/benchmarks``) and fall back to their hub data sets. Other
+    names are local files or hub data sets (see `data.load_raw_dataset`).
+
+    Raises:
+        KeyError: naming the missing column and the columns that exist.
+    """
+    source, default_split = name, "test"
+    if Path(name).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv") and not Path(name).is_file():
+        raise FileNotFoundError(f"benchmark file {name} does not exist")
+    folder = benchmarks_dir()
+    if name in BENCHMARK_FILES and folder is not None and (folder / BENCHMARK_FILES[name]).is_file():
+        source = str(folder / BENCHMARK_FILES[name])
+    elif name in HUB_BENCHMARKS:
+        source, default_split = HUB_BENCHMARKS[name]
+        logger.info("%s: no local file, loading %s from the hub", name, source)
+    dataset = load_raw_dataset(source, split=split or default_split)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    columns = dataset.column_names
+    q_col = _pick_column(columns, prompt_column, PROMPT_COLUMNS, "prompt", name)
+    a_col = _pick_column(columns, answer_column, ANSWER_COLUMNS, "answer", name)
+    id_col = next((c for c in ID_COLUMNS if c in columns), None)
+    ids = [str(v) for v in dataset[id_col]] if id_col else []
+    if id_col and len(set(ids)) < len(ids):
+        logger.warning("%s: column %r has duplicate ids; questions are keyed by their index", name, id_col)
+        id_col = None
+    return [
+        Question(
+            key=ids[i] if id_col else str(i), index=i, question=str(row[q_col]), gold=reference_answer(row[a_col])
+        )
+        for i, row in enumerate(dataset)
+    ]
+
+
+def read_samples(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The question lines of a samples file, by question key.
+
+    A last line cut short by an interruption is dropped (and removed from the file so that appending is safe);
+    a corrupt line anywhere else is an error.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    raw = path.read_text(encoding="utf-8")
+    lines = raw.split("\n")
+    done: dict[str, dict[str, Any]] = {}
+    good: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            if any(rest.strip() for rest in lines[number:]):
+                raise ValueError(f"{path}:{number} is not valid JSON ({err}); fix or delete the file") from err
+            logger.warning("%s: dropping a truncated last line (question not finished)", path)
+            continue
+        done[str(item["id"])] = item
+        good.append(line)
+    clean = "".join(line + "\n" for line in good)
+    if clean != raw:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(clean, encoding="utf-8")
+        tmp.replace(path)
+    return done
+
+
+class _Sampler:
+    """Loads the model on first use (a finished run only recomputes metrics) and samples questions."""
+
+    def __init__(self, args: EvalArguments, backend: str):
+        self.args = args
+        self.backend = backend
+        self.model: Any = None
+        self.tokenizer: Any = None
+
+    def _load(self) -> None:
+        args = self.args
+        logger.info("loading %s with the %s backend", args.model_name_or_path, self.backend)
+        if self.backend == "vllm":
+            from transformers import AutoTokenizer
+
+            self.model = load_vllm(
+                args.model_name_or_path,
+                seed=args.seed,
+                entropy_top_k=args.entropy_top_k,
+                dtype=args.dtype,
+                gpu_memory_utilization=args.vllm_gpu_memory_utilization,
+                tensor_parallel_size=args.vllm_tensor_parallel_size,
+            )
+            self.tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+        else:
+            self.model, self.tokenizer = load_transformers_model(args.model_name_or_path, dtype=args.dtype)
+
+    def __call__(self, questions: list[Question]) -> list[list[SampleRecord]]:
+        if self.model is None:
+            self._load()
+        a = self.args
+        prompts = [render_prompt(q.question, self.tokenizer) for q in questions]
+        keys = [q.index for q in questions]
+        common = dict(n=a.n, temperature=a.temperature, top_p=a.top_p, max_tokens=a.max_tokens, seed=a.seed)
+        if self.backend == "vllm":
+            return sample_vllm(
+                self.model,
+                prompts,
+                **common,
+                entropy_top_k=a.entropy_top_k,
+                sample_keys=keys,
+                tokenizer=self.tokenizer,
+            )
+        return sample_transformers(
+            self.model,
+            self.tokenizer,
+            prompts,
+            **common,
+            batch_size=a.batch_size,
+            entropy_top_k=a.entropy_top_k,
+            sample_keys=keys,
+        )
+
+
+def sample_benchmark(
+    name: str, questions: list[Question], path: Path, sampler: _Sampler, args: EvalArguments
+) -> list[dict[str, Any]]:
+    """Sample every question not yet in ``path``, appending one line per question; return all questions' lines."""
+    done = read_samples(path)
+    for q in questions:
+        if q.key in done and done[q.key]["question"] != q.question:
+            raise ValueError(f"{path} holds another question under id {q.key!r}; use another output_dir")
+    todo = [q for q in questions if q.key not in done]
+    if len(todo) < len(questions):
+        logger.info("%s: %d of %d questions already sampled", name, len(questions) - len(todo), len(questions))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(path, "a", encoding="utf-8") as file,
+        tqdm(total=len(questions), initial=len(questions) - len(todo), desc=name, unit="question") as progress,
+    ):
+        for start in range(0, len(todo), args.batch_size):
+            chunk = todo[start : start + args.batch_size]
+            for q, records in zip(chunk, sampler(chunk)):
+                grade_records(records, q.gold, timeout=args.answer_timeout)
+                line = {
+                    "id": q.key,
+                    "index": q.index,
+                    "question": q.question,
+                    "gold": q.gold,
+                    "samples": [r.to_dict(entropy_decimals=ENTROPY_DECIMALS) for r in records],
+                }
+                file.write(json.dumps(line, ensure_ascii=False) + "\n")
+                file.flush()
+                # The metrics read what the file holds, so a resumed run computes them from identical data.
+                done[q.key] = json.loads(json.dumps(line))
+                progress.update(1)
+    return [done[q.key] for q in questions]
+
+
+def benchmark_metrics(lines: list[dict[str, Any]], args: EvalArguments) -> dict[str, Any]:
+    """Mean over questions of [`metrics.question_metrics`], plus the answer rate and mean completion length."""
+    per_question = []
+    answered = tokens = count = 0
+    for line in lines:
+        records = [SampleRecord.from_dict(s) for s in line["samples"]]
+        per_question.append(
+            question_metrics(
+                [r.answer for r in records],
+                [r.correct for r in records],
+                [r.instability for r in records],
+                args.k_list,
+                filter_ratio=args.filter_ratio,
+                weight_temperature=args.weight_temperature,
+                weighting=args.vote_weighting,
+                timeout=args.answer_timeout,
+            )
+        )
+        answered += sum(r.answer is not None for r in records)
+        tokens += sum(len(r.token_ids) for r in records)
+        count += len(records)
+    return {
+        "num_questions": len(lines),
+        "n": args.n,
+        "k_list": list(args.k_list),
+        "answer_rate": answered / max(count, 1),
+        "mean_completion_tokens": tokens / max(count, 1),
+        **mean_metrics(per_question),
+    }
+
+
+def _check_config(output_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    config_file = output_dir / "eval_config.json"
+    if overwrite and (output_dir / "samples").exists():
+        logger.info("--overwrite: deleting earlier samples in %s", output_dir / "samples")
+        shutil.rmtree(output_dir / "samples")
+    elif config_file.exists() and (output_dir / "samples").exists():
+        previous = json.loads(config_file.read_text())
+        changed = {k: (previous.get(k), settings[k]) for k in SAMPLING_KEYS if previous.get(k) != settings[k]}
+        if changed:
+            raise ValueError(
+                f"{output_dir} holds samples drawn with other settings {changed} (old, new); use another "
+                "output_dir or --overwrite"
+            )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(json.dumps({k: settings[k] for k in SAMPLING_KEYS}, indent=2))
+
+
+def main(args: EvalArguments) -> dict[str, Any]:
+    """Evaluate ``args.model_name_or_path`` on ``args.benchmarks`` (or, with ``args.compare``, compare runs).
+
+    Returns:
+        The run's metrics (the content of ``metrics.json``), or the compared runs' metrics by label.
+    """
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    if args.compare:
+        return compare_runs(args.compare, args.output_dir)
+    output_dir = Path(args.output_dir)
+    backend = resolve_backend(args.backend)
+    settings = {
+        **{k: v for k, v in asdict(args).items() if k not in ("compare", "overwrite", "run_name")},
+        "backend": backend,
+    }
+    _check_config(output_dir, settings, args.overwrite)
+    slugs = [benchmark_slug(name) for name in args.benchmarks]
+    if len(set(slugs)) < len(slugs):
+        raise ValueError(f"benchmarks {args.benchmarks} share a file name ({slugs}); evaluate them in separate runs")
+    questions = {
+        slug: (name, load_benchmark(name, args.split, args.limit, args.prompt_column, args.answer_column))
+        for slug, name in zip(slugs, args.benchmarks)
+    }
+    sampler = _Sampler(args, backend)
+    results = {}
+    for slug, (name, qs) in questions.items():
+        logger.info("%s: %d questions, n=%d", name, len(qs), args.n)
+        lines = sample_benchmark(slug, qs, output_dir / "samples" / f"{slug}.jsonl", sampler, args)
+        results[slug] = benchmark_metrics(lines, args)
+    run = {
+        "run_name": args.run_name or Path(args.model_name_or_path.rstrip("/")).name,
+        "model_name_or_path": args.model_name_or_path,
+        "settings": settings,
+        "maj_at_k_definition": MAJ_AT_K_DEFINITION,
+        "benchmarks": results,
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(run, indent=2))
+    (output_dir / "metrics.md").write_text(run_markdown(run))
+    plot_run(run, output_dir / "pass_at_k.png")
+    print_summary([run], title=f"Evaluation: {run['run_name']}")
+    logger.info("metrics, report and plot written to %s", output_dir)
+    return run
+
+
+def make_parser() -> TrlParser:
+    """The argument parser of ``sasc-ttrl eval`` (supports ``--config eval.yaml``)."""
+    return TrlParser((EvalArguments,))
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

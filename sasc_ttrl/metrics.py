@@ -1,0 +1,195 @@
+"""Evaluation metrics over the ``n`` samples of one question: pass@k, maj@k, vote@k, avg@n.
+
+All functions are pure: they take plain lists (answers, correctness flags, instabilities) and return floats. A
+benchmark's score is the mean of its questions' scores ([`mean_metrics`]).
+
+* **pass@k** is the unbiased estimator of Chen et al. (2021), ``1 - C(n-c, k) / C(n, k)``, computed in the
+  numerically stable product form ``1 - prod_{i=n-c+1}^{n} (1 - k / i)``.
+* **avg@n** is the mean correctness of the ``n`` samples (TTRL's "pass@1", e.g. avg@16 at temperature 0.6). It
+  equals pass@1.
+* **maj@k** and **vote@k** are estimated over **disjoint blocks**: the ``n`` samples are cut, in sampling order,
+  into ``n // k`` blocks of ``k`` consecutive samples (the last ``n mod k`` samples are left out); each block votes
+  and the score is the share of blocks whose winning answer is correct. Samples are i.i.d., so every block is an
+  independent draw of ``k`` samples and the block mean is an unbiased estimate of the accuracy of a ``k``-sample
+  vote; it is deterministic, and the majority and the stability-aware vote are compared on *the same* blocks, so
+  their difference is a paired one. ``maj@k`` is the plain majority vote of [`voting.majority_vote`] (TTRL's
+  baseline), ``sasc@k`` the vote of [`voting.sasc_vote`] -- the very functions the trainer's reward calls.
+
+Equivalence classes are computed once per question over all ``n`` answers (``answers.group_equivalent``) and
+renumbered inside each block, so math-verify runs once per distinct pair of answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
+from .voting import majority_vote, sasc_vote
+
+VOTE_METHODS = ("majority", "sasc")
+MAJ_AT_K_DEFINITION = (
+    "maj@k and sasc@k: the n samples are split in sampling order into n // k disjoint blocks of k samples (the last "
+    "n mod k are unused); each block votes; the score is the share of blocks whose winning answer is correct."
+)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one question: the probability that at least one of ``k`` samples drawn without
+    replacement from the ``n`` generated ones is correct, ``1 - C(n-c, k) / C(n, k)``.
+
+    Args:
+        n: Number of samples generated.
+        c: Number of correct samples, ``0 <= c <= n``.
+        k: Number of samples drawn, ``1 <= k <= n``.
+
+    Returns:
+        The estimate, in ``[0, 1]``; exactly ``1.0`` when ``n - c < k`` and exactly ``0.0`` when ``c == 0``.
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+
+
+def avg_at_n(correct: Sequence[bool | None]) -> float:
+    """Mean correctness of the samples (``None``, an unchecked sample, counts as wrong); 0.0 for no samples."""
+    if len(correct) == 0:
+        return 0.0
+    return sum(bool(c) for c in correct) / len(correct)
+
+
+def _blocks(n: int, k: int) -> list[range]:
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got n={n}, k={k}")
+    return [range(start, start + k) for start in range(0, n - k + 1, k)]
+
+
+def _renumber(classes: Sequence[int | None]) -> list[int | None]:
+    """Renumber class ids in order of first appearance (the votes index their classes that way)."""
+    mapping: dict[int, int] = {}
+    return [None if c is None else mapping.setdefault(c, len(mapping)) for c in classes]
+
+
+def vote_at_k(
+    answers: Sequence[str | None],
+    correct: Sequence[bool | None],
+    k: int,
+    method: str = "sasc",
+    instabilities: Sequence[float] | None = None,
+    filter_ratio: float = 0.2,
+    weight_temperature: float = 1.0,
+    weighting: str = "exp",
+    classes: Sequence[int | None] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+) -> float:
+    """Accuracy of a ``k``-sample vote, averaged over the disjoint blocks of ``k`` samples (see the module doc).
+
+    A block's vote is correct when its pseudo-label (the first answer of the winning class in the block) is a
+    correct sample; a block where no sample answered scores 0.
+
+    Args:
+        answers: Extracted answer of each sample (``None`` when there is none), in sampling order.
+        correct: Whether each sample is correct (``None`` counts as wrong).
+        k: Number of samples per vote.
+        method: ``"majority"`` ([`voting.majority_vote`]) or ``"sasc"`` ([`voting.sasc_vote`]).
+        instabilities: Instability of each sample; required by ``"sasc"``.
+        filter_ratio: Share of each block's answered samples dropped by the stability gate (``"sasc"``).
+        weight_temperature: Temperature of the ``exp(-z / T)`` vote weight (``"sasc"``).
+        weighting: ``"exp"`` or ``"uniform"`` (``"sasc"``).
+        classes: Equivalence classes of all ``n`` answers; computed when omitted.
+        timeout: Per-check math-verify timeout.
+
+    Returns:
+        The share of blocks whose vote is correct.
+    """
+    if method not in VOTE_METHODS:
+        raise ValueError(f"method must be one of {VOTE_METHODS}, got {method!r}")
+    if len(correct) != len(answers):
+        raise ValueError(f"got {len(answers)} answers but {len(correct)} correctness flags")
+    if method == "sasc" and (instabilities is None or len(instabilities) != len(answers)):
+        raise ValueError("the sasc vote needs one instability per answer")
+    classes = list(classes) if classes is not None else group_equivalent(answers, timeout=timeout)
+    hits = []
+    for block in _blocks(len(answers), k):
+        block_answers = [answers[i] for i in block]
+        block_classes = _renumber([classes[i] for i in block])
+        if method == "majority":
+            vote = majority_vote(block_answers, classes=block_classes)
+        else:
+            vote = sasc_vote(
+                block_answers,
+                [instabilities[i] for i in block],  # type: ignore[index]
+                filter_ratio=filter_ratio,
+                weight_temperature=weight_temperature,
+                weighting=weighting,
+                classes=block_classes,
+            )
+        if vote.label_class is None:
+            hits.append(False)
+            continue
+        winner = next(j for j, c in enumerate(block_classes) if c == vote.label_class)
+        hits.append(bool(correct[block[winner]]))
+    return sum(hits) / len(hits)
+
+
+def maj_at_k(
+    answers: Sequence[str | None],
+    correct: Sequence[bool | None],
+    k: int,
+    classes: Sequence[int | None] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+) -> float:
+    """maj@k: accuracy of a plain majority vote over ``k`` samples, averaged over disjoint blocks.
+
+    The same as ``vote_at_k(..., method="majority")``; see the module doc for the block definition.
+    """
+    return vote_at_k(answers, correct, k, method="majority", classes=classes, timeout=timeout)
+
+
+def question_metrics(
+    answers: Sequence[str | None],
+    correct: Sequence[bool | None],
+    instabilities: Sequence[float],
+    k_list: Iterable[int],
+    filter_ratio: float = 0.2,
+    weight_temperature: float = 1.0,
+    weighting: str = "exp",
+    timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, float]:
+    """Every metric of one question: ``avg@n``, and ``pass@k``, ``maj@k``, ``sasc@k`` for each ``k``.
+
+    Returns:
+        A flat dict, e.g. ``{"avg@4": 0.5, "pass@1": 0.5, "maj@1": 0.5, "sasc@1": 0.5, "pass@4": 1.0, ...}``.
+    """
+    n = len(answers)
+    classes = group_equivalent(answers, timeout=timeout)
+    c = sum(bool(x) for x in correct)
+    result = {f"avg@{n}": avg_at_n(correct)}
+    for k in k_list:
+        result[f"pass@{k}"] = pass_at_k(n, c, k)
+        result[f"maj@{k}"] = maj_at_k(answers, correct, k, classes=classes)
+        result[f"sasc@{k}"] = vote_at_k(
+            answers,
+            correct,
+            k,
+            method="sasc",
+            instabilities=instabilities,
+            filter_ratio=filter_ratio,
+            weight_temperature=weight_temperature,
+            weighting=weighting,
+            classes=classes,
+        )
+    return result
+
+
+def mean_metrics(per_question: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each metric over questions (keys of the first question; every question must have them)."""
+    if not per_question:
+        return {}
+    return {key: math.fsum(q[key] for q in per_question) / len(per_question) for key in per_question[0]}
