@@ -11,6 +11,7 @@ from .rewards import REWARD_FACTORIES, VoteSettings
 from .voting import WEIGHTINGS
 
 ENTROPY_SOURCES = ("generation", "forward")
+TRAIN_SELECTIONS = ("first", "random")
 
 
 @dataclass
@@ -33,6 +34,13 @@ class SASCConfig(GRPOConfig):
             them with one extra no-grad forward pass (needed with `use_transformers_continuous_batching`).
         answer_timeout (`float`, defaults to `5.0`):
             Seconds allowed for one math-verify equivalence check.
+        train_generations (`int` or `None`):
+            Vote on N, train on M (TTRL votes on 64 and trains on 32): the vote and the advantages use all
+            `num_generations` rollouts of a group, the loss only `train_generations` of them.
+        train_selection (`str`, defaults to `"first"`):
+            Which M rollouts of each group are trained on. `"first"`: the first M in sampling order -- rollouts are
+            i.i.d., so this is a uniformly random subset, identical on every process; `"random"`: a fresh random
+            subset per group and step (seeded by `seed`).
         save_merged_model (`bool`, defaults to `False`):
             With a PEFT adapter, also save the merged model to `<output_dir>/merged` (ready for `sasc-ttrl eval`).
         vote_log_path (`str` or `None`):
@@ -58,6 +66,17 @@ class SASCConfig(GRPOConfig):
         metadata={"help": "'generation' (hook during generation) or 'forward' (extra no-grad forward pass)."},
     )
     answer_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed per math-verify check."})
+    train_generations: int | None = field(
+        default=None,
+        metadata={
+            "help": "Vote on N, train on M: vote over all num_generations (N) rollouts of a prompt but compute the "
+            "loss on train_generations (M <= N) of them. None trains on all N."
+        },
+    )
+    train_selection: str = field(
+        default="first",
+        metadata={"help": "Which M rollouts are trained on: 'first' (sampling order) or 'random' (seeded)."},
+    )
     save_merged_model: bool = field(
         default=False,
         metadata={
@@ -91,6 +110,25 @@ class SASCConfig(GRPOConfig):
             raise ValueError(f"vote_weighting must be one of {WEIGHTINGS}, got {self.vote_weighting!r}")
         if self.entropy_source not in ENTROPY_SOURCES:
             raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
+        if self.train_selection not in TRAIN_SELECTIONS:
+            raise ValueError(f"train_selection must be one of {TRAIN_SELECTIONS}, got {self.train_selection!r}")
+        if self.train_generations is not None:
+            n = self.num_generations
+            if not 1 <= self.train_generations <= n:
+                raise ValueError(
+                    f"train_generations must be in [1, num_generations={n}], got {self.train_generations}"
+                )
+            local = self.per_device_train_batch_size * self.steps_per_generation
+            if local % n != 0:
+                raise ValueError(
+                    "train_generations needs whole groups on every process: per_device_train_batch_size x "
+                    f"steps_per_generation ({local}) must be a multiple of num_generations ({n})"
+                )
+            if (local // n * self.train_generations) % self.steps_per_generation != 0:
+                raise ValueError(
+                    f"train_generations: the {local // n * self.train_generations} kept rollouts per process must "
+                    f"split evenly into steps_per_generation ({self.steps_per_generation}) micro-batches"
+                )
         if self.answer_timeout <= 0:
             raise ValueError(f"answer_timeout must be > 0, got {self.answer_timeout}")
 
@@ -117,6 +155,15 @@ class SASCScriptArguments(ScriptArguments):
             Column holding the hidden answer; used only for logged diagnostics, never for the reward.
         max_train_samples (`int` or `None`):
             Keep only the first N questions.
+        builder_min_majority_ratio (`float` or `None`):
+            With a builder output (`sasc-ttrl build`) as `dataset_name`: keep only questions whose `majority_ratio`
+            is at least this (drops questions without consensus).
+        builder_max_majority_ratio (`float` or `None`):
+            With a builder output: keep only questions whose `majority_ratio` is at most this (e.g. `0.99` drops
+            questions where every candidate agrees).
+        use_builder_pseudo_labels (`bool`, defaults to `False`):
+            With a builder output: reward agreement with its fixed `pseudo_label` column (the `fixed_label` reward,
+            cheap offline TTRL) instead of voting online.
     """
 
     prompt_column: str = field(default="prompt", metadata={"help": "Column holding the question."})
@@ -124,3 +171,22 @@ class SASCScriptArguments(ScriptArguments):
         default="answer", metadata={"help": "Column holding the hidden answer (diagnostics only); null for none."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N questions."})
+    builder_min_majority_ratio: float | None = field(
+        default=None, metadata={"help": "Builder output: keep questions with majority_ratio >= this."}
+    )
+    builder_max_majority_ratio: float | None = field(
+        default=None, metadata={"help": "Builder output: keep questions with majority_ratio <= this."}
+    )
+    use_builder_pseudo_labels: bool = field(
+        default=False, metadata={"help": "Builder output: reward agreement with its pseudo_label (fixed_label)."}
+    )
+
+    def __post_init__(self):
+        if hasattr(super(), "__post_init__"):
+            super().__post_init__()
+        low, high = self.builder_min_majority_ratio, self.builder_max_majority_ratio
+        for name, value in (("builder_min_majority_ratio", low), ("builder_max_majority_ratio", high)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"builder_min_majority_ratio ({low}) is above builder_max_majority_ratio ({high})")

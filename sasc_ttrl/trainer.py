@@ -31,7 +31,10 @@ class SASCTrainer(GRPOTrainer):
        * ``"forward"``: one extra no-grad forward pass over prompt + completion after generation (its measured
          cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching``, where the
          hook cannot follow generation.
-    3. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
+    3. Vote on N, train on M (``args.train_generations``): rewards and advantages are computed over all
+       ``num_generations`` rollouts of a group, then only ``train_generations`` of them per group are kept for the
+       loss (``args.train_selection``), and ``num_items_in_batch`` is recomputed over the kept ones.
+    4. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
        with the vote hyper-parameters of ``args``.
 
     Nothing else changes: advantages, loss, logging and the vLLM paths are GRPOTrainer's own. Tool calling and
@@ -94,6 +97,24 @@ class SASCTrainer(GRPOTrainer):
         finally:
             model.train(was_training)
 
+    # -- vote on N, train on M -----------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        m = self.args.train_generations
+        if m is None or not self.model.training or m == self.num_generations:
+            return output
+        keep = train_indices(
+            len(output["advantages"]), self.num_generations, m, self.args.train_selection, self._selection_generator()
+        )
+        return select_rows(output, keep, self.accelerator)
+
+    def _selection_generator(self) -> torch.Generator:
+        generator = torch.Generator()
+        generator.manual_seed(
+            self.args.seed * 1_000_003 + self.state.global_step * 97 + self.accelerator.process_index
+        )
+        return generator
+
     def _generate(self, prompts: list):
         self._captured_entropies = None
         output = super()._generate(prompts)
@@ -113,3 +134,47 @@ class SASCTrainer(GRPOTrainer):
         # Completions are laid out prompt-major over the global batch, processes in rank order.
         extra_fields["rollout_group"] = [(offset + i) // num_generations for i in range(len(completion_ids))]
         return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images
+
+
+def train_indices(
+    batch_size: int, num_generations: int, train_generations: int, selection: str, generator: torch.Generator
+) -> torch.Tensor:
+    """Row indices kept for the loss: ``train_generations`` rows out of each block of ``num_generations``.
+
+    Args:
+        batch_size: Local rows; a multiple of ``num_generations`` (whole groups, checked by `SASCConfig`).
+        num_generations: N, the group size the vote used.
+        train_generations: M, rows kept per group.
+        selection: ``"first"`` (sampling order) or ``"random"``.
+        generator: Source of randomness for ``"random"``.
+    """
+    if batch_size % num_generations != 0:
+        raise ValueError(f"{batch_size} local rollouts do not form whole groups of {num_generations}")
+    keep = []
+    for start in range(0, batch_size, num_generations):
+        if selection == "first":
+            offsets = torch.arange(train_generations)
+        else:
+            offsets = torch.randperm(num_generations, generator=generator)[:train_generations].sort().values
+        keep.append(start + offsets)
+    return torch.cat(keep)
+
+
+def select_rows(output: dict, keep: torch.Tensor, accelerator) -> dict:
+    """Keep rows ``keep`` of every per-completion tensor of a scored generation batch."""
+    batch_size = len(output["advantages"])
+    selected = {}
+    for key, value in output.items():
+        if key == "num_items_in_batch":
+            continue
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
+            selected[key] = value[keep.to(value.device)]
+        elif key in ("num_images", "num_tiles", "pixel_values", "image_grid_thw"):
+            raise NotImplementedError("train_generations does not support multimodal inputs")
+        else:
+            selected[key] = value
+    mask = selected["completion_mask"]
+    if "tool_mask" in selected:
+        mask = mask * selected["tool_mask"]
+    selected["num_items_in_batch"] = accelerator.gather(mask.sum()).sum()
+    return selected

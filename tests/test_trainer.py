@@ -197,3 +197,75 @@ def test_trainer_requires_sasc_config(tiny_model_dir, tmp_path):
 
     with pytest.raises(TypeError, match="SASCConfig"):
         SASCTrainer(model=str(tiny_model_dir), args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False))
+
+
+def test_train_indices_first_and_random():
+    from sasc_ttrl.trainer import train_indices
+
+    gen = torch.Generator().manual_seed(0)
+    assert train_indices(8, 4, 2, "first", gen).tolist() == [0, 1, 4, 5]
+    picked = train_indices(12, 6, 3, "random", gen).tolist()
+    assert len(picked) == 6 and len(set(picked)) == 6
+    assert all(0 <= i < 6 for i in picked[:3]) and all(6 <= i < 12 for i in picked[3:])
+    assert picked[:3] == sorted(picked[:3])
+    with pytest.raises(ValueError, match="whole groups"):
+        train_indices(10, 4, 2, "first", gen)
+
+
+def test_select_rows_recomputes_num_items():
+    from accelerate import PartialState
+
+    from sasc_ttrl.trainer import select_rows
+
+    class OneProcess:
+        def gather(self, tensor):
+            return tensor.reshape(1, *tensor.shape) if tensor.dim() == 0 else tensor
+
+    PartialState()
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 1]])
+    output = {
+        "prompt_ids": torch.arange(8).reshape(4, 2),
+        "completion_mask": mask,
+        "advantages": torch.tensor([1.0, -1.0, 0.5, -0.5]),
+        "num_items_in_batch": torch.tensor(9),
+    }
+    out = select_rows(output, torch.tensor([0, 2]), OneProcess())
+    assert out["advantages"].tolist() == [1.0, 0.5]
+    assert out["prompt_ids"].tolist() == [[0, 1], [4, 5]]
+    assert int(out["num_items_in_batch"]) == 5
+
+
+def test_vote_on_n_train_on_m(tiny_model_dir, tmp_path):
+    """6 rollouts per prompt vote, 3 per prompt are trained on."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    dataset = load_math_dataset(str(write_tiny_dataset(tmp_path / "sums.json", n=4)), tokenizer=tokenizer)
+    spy = Spy()
+    args = tiny_config(tmp_path, num_generations=6, per_device_train_batch_size=12, train_generations=3, max_steps=1)
+    trainer = SASCTrainer(
+        model=str(tiny_model_dir),
+        reward_funcs=get_reward_funcs(["sasc"], args.vote_settings) + [spy],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    assert len(spy.calls[0]["completion_ids"]) == 12  # the vote saw all N rollouts of both prompts
+    trained_on = trainer._buffered_inputs[0]
+    assert trained_on["advantages"].shape[0] == 6  # 2 prompts x M=3
+    assert int(trained_on["num_items_in_batch"]) == int(trained_on["completion_mask"].sum())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train_generations": 7}, "train_generations"),
+        ({"train_generations": 2, "per_device_train_batch_size": 5, "num_generations": 5}, None),
+        ({"train_selection": "best"}, "train_selection"),
+    ],
+)
+def test_train_generations_validation(tmp_path, overrides, message):
+    if message is None:
+        assert tiny_config(tmp_path, **overrides).train_generations == 2
+    else:
+        with pytest.raises(ValueError, match=message):
+            tiny_config(tmp_path, **overrides)
