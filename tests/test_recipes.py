@@ -28,8 +28,10 @@ def test_recipe_parses(recipe, tmp_path):
         assert key in raw, f"{recipe}: {key} must be written out"
 
 
-def test_sasc_and_ttrl_recipes_differ_only_in_the_vote():
-    root = Path(__file__).resolve().parents[1] / "recipes" / "Qwen2.5-Math-1.5B"
+@pytest.mark.parametrize("model", ["Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"])
+def test_sasc_and_ttrl_recipes_differ_only_in_the_vote(model):
+    root = Path(__file__).resolve().parents[1] / "recipes" / model
+    assert len(list((root / "sasc").glob("*.yaml"))) >= 3
     for sasc in sorted((root / "sasc").glob("*.yaml")):
         ttrl = root / "ttrl" / sasc.name
         a, b = yaml.safe_load(sasc.read_text()), yaml.safe_load(ttrl.read_text())
