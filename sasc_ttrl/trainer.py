@@ -7,12 +7,16 @@ from typing import Any
 
 import torch
 from trl import GRPOTrainer
+from trl.extras.profiling import profiling_context
 
 from .configs import SASCConfig
 from .entropy_capture import capture_topk_entropies, forward_topk_entropies
 from .rewards import get_reward_funcs
+from .vllm_topk import entropies_from_topk, sampled_token_logprobs
 
 logger = logging.getLogger(__name__)
+
+VLLM_MAX_LOGPROBS = 20  # vLLM's default `max_logprobs`, used by TRL's colocated engine and `trl vllm-serve`
 
 
 class SASCTrainer(GRPOTrainer):
@@ -28,6 +32,9 @@ class SASCTrainer(GRPOTrainer):
        * ``"generation"`` (default, transformers path): a forward hook on the output embedding reduces each
          decoding step's logits to a top-k entropy while `generate` runs. No extra forward pass; the captured
          values match a reference forward pass to ~1e-6 (see tests and BENCHMARKS.md).
+       * vLLM (``use_vllm=True``, colocate or server): vLLM is asked for the top-k logprobs of every generated
+         token and the entropies are computed from them; the sampled token's logprob, which TRL's importance-
+         sampling correction needs, is picked out by token id (TRL's own branch reads the top-ranked one).
        * ``"forward"``: one extra no-grad forward pass over prompt + completion after generation (its measured
          cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching``, where the
          hook cannot follow generation.
@@ -52,11 +59,20 @@ class SASCTrainer(GRPOTrainer):
             raise NotImplementedError("SASCTrainer does not support tools or rollout_func")
         if reward_funcs is None:
             reward_funcs = get_reward_funcs(args.reward_funcs, args.vote_settings)
+        if args.use_vllm and args.entropy_top_k > VLLM_MAX_LOGPROBS:
+            raise ValueError(
+                f"entropy_top_k={args.entropy_top_k} exceeds vLLM's default max_logprobs ({VLLM_MAX_LOGPROBS})"
+            )
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self._captured_entropies: list[list[float]] | None = None
+        if self.use_vllm:
+            # Ask vLLM for the top-k logprobs of every generated token (TRL asks for 0: the sampled token only).
+            self.vllm_generation.logprobs = args.entropy_top_k
 
     # -- capture ---------------------------------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if self.use_vllm:
+            return self._generate_vllm_topk(prompt_ids, images, num_generations)
         use_hook = (
             self.args.entropy_source == "generation"
             and not self.use_vllm
@@ -76,6 +92,27 @@ class SASCTrainer(GRPOTrainer):
             )
         self._captured_entropies = rec.per_sequence([len(c) for c in completion_ids])
         return completion_ids, logprobs
+
+    def _generate_vllm_topk(self, prompt_ids, images, num_generations):
+        """GRPOTrainer's vLLM branch, reading top-k logprobs instead of the sampled token's only.
+
+        TRL's own branch takes ``lp[0]`` per token, which is the sampled token's logprob only when vLLM was asked
+        for ``logprobs=0``; with top-k logprobs the lists are sorted by rank, so the sampled token is found through
+        ``logprob_token_ids`` and returned for the importance-sampling correction. TRL's vLLM engine returns
+        *processed* logprobs (temperature already applied), so the entropies use temperature 1.
+        """
+        if self.state.global_step != self._last_loaded_step:
+            with profiling_context(self, "sync_weights"):
+                self.vllm_generation.sync_weights()
+            self._last_loaded_step = self.state.global_step
+        _, completion_ids, topk_logprobs, topk_token_ids = self.vllm_generation.generate(
+            prompts=prompt_ids,
+            images=images,
+            num_generations=num_generations,
+            profiler=profiling_context(self, "vLLM.generate"),
+        )
+        self._captured_entropies = entropies_from_topk(topk_logprobs, k=self.args.entropy_top_k, temperature=1.0)
+        return completion_ids, sampled_token_logprobs(topk_logprobs, topk_token_ids, completion_ids)
 
     @torch.no_grad()
     def _entropies_by_forward(self, prompt_ids, completion_ids) -> list[list[float]]:
