@@ -13,7 +13,8 @@ Keyword arguments read from TRL (``f(prompts, completions, completion_ids, **kwa
 * ``answer``: the hidden answer, used ONLY for logged diagnostics.
 * ``log_metric`` / ``log_extra``: TRL's logging hooks.
 
-Registry: ``sasc`` (stability-aware vote) and ``majority`` (TTRL). Other rewards can be named by dotted path.
+Registry: ``sasc`` (stability-aware vote), ``majority`` (TTRL) and ``fixed_label`` (agree with a builder output's
+``pseudo_label`` column). Other rewards can be named by dotted path.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .answers import DEFAULT_TIMEOUT_SECONDS, extract_answer, group_equivalent
+from .answers import DEFAULT_TIMEOUT_SECONDS, extract_answer, group_equivalent, is_equivalent
 from .diagnostics import group_diagnostics
 from .stability import instability
 from .voting import WEIGHTINGS, VoteResult, majority_vote, sasc_vote
@@ -286,6 +287,47 @@ def register_reward(name: str, factory: Callable[[VoteSettings], Callable[..., l
 
 register_reward("sasc", make_sasc_reward)
 register_reward("majority", make_majority_reward)
+
+
+def make_fixed_label_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+    """Reward 1.0 for agreeing with the row's fixed ``pseudo_label`` column (cheap offline TTRL).
+
+    The labels come from a builder output (``sasc-ttrl build``, loaded with ``--use_builder_pseudo_labels``), chosen
+    offline by a selection method; nothing is voted online. The hidden ``answer`` column, when present, only feeds
+    the logged ``fixed_label/label_accuracy``.
+    """
+    settings = settings or VoteSettings()
+
+    def fixed_label_reward(prompts, completions, pseudo_label=None, answer=None, **kwargs):
+        if pseudo_label is None:
+            raise ValueError(
+                "the 'fixed_label' reward needs a `pseudo_label` column: train on a builder output "
+                "(sasc-ttrl build) with --use_builder_pseudo_labels"
+            )
+        if len(pseudo_label) != len(completions):
+            n_labels, n_completions = len(pseudo_label), len(completions)
+            raise ValueError(f"column 'pseudo_label' has {n_labels} values for {n_completions} completions")
+        rewards = []
+        for completion, label in zip(completions, pseudo_label):
+            predicted = extract_answer(completion_text(completion))
+            agree = label is not None and is_equivalent(str(label), predicted, timeout=settings.answer_timeout)
+            rewards.append(1.0 if agree else 0.0)
+        log_metric = kwargs.get("log_metric")
+        if log_metric is not None and answer is not None:
+            # A missing label counts as a wrong one, as in the online votes' diagnostics.
+            graded = [(lab, str(gold)) for lab, gold in zip(pseudo_label, answer) if gold is not None]
+            if graded:
+                hits = sum(
+                    lab is not None and is_equivalent(gold, str(lab), timeout=settings.answer_timeout)
+                    for lab, gold in graded
+                )
+                log_metric("fixed_label/label_accuracy", hits / len(graded))
+        return rewards
+
+    return fixed_label_reward
+
+
+register_reward("fixed_label", make_fixed_label_reward)
 
 
 def get_reward_funcs(names: Sequence[str], settings: VoteSettings | None = None) -> list[Callable[..., list[float]]]:

@@ -4,6 +4,11 @@ Command (one process, CPU or one GPU)::
 
     sasc-ttrl train --config recipes/tiny/sasc_cpu.yaml
 
+On the questions of a builder output (``sasc-ttrl build``), optionally with its pseudo-labels as fixed labels::
+
+    sasc-ttrl train --config recipes/tiny/sasc_cpu.yaml --dataset_name outputs/build/sasc.jsonl \\
+        --use_builder_pseudo_labels true --builder_max_majority_ratio 0.99
+
 Several processes / DeepSpeed::
 
     accelerate launch --config_file accelerate_configs/zero2.yaml scripts/train.py --config recipe.yaml
@@ -24,7 +29,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from .configs import SASCConfig, SASCScriptArguments
-from .data import load_math_dataset
+from .data import is_builder_output, load_builder_output, load_math_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,46 @@ def _setup_logging(training_args: SASCConfig) -> None:
     transformers.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
+
+
+def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConfig, tokenizer):
+    """The training questions: a builder output (``sasc-ttrl build`` rows) or any math data set.
+
+    With a builder output, the questions can be banded by ``majority_ratio`` and, with
+    ``use_builder_pseudo_labels``, its pseudo-labels become fixed labels: the reward is then ``fixed_label``
+    (unless ``reward_funcs`` already names it).
+    """
+    builder_options = (
+        script_args.builder_min_majority_ratio is not None
+        or script_args.builder_max_majority_ratio is not None
+        or script_args.use_builder_pseudo_labels
+    )
+    if not is_builder_output(script_args.dataset_name):
+        if builder_options:
+            raise ValueError(
+                "builder_* options and use_builder_pseudo_labels need a builder output (a <method>.jsonl file "
+                f"written by sasc-ttrl build) as dataset_name, got {script_args.dataset_name!r}"
+            )
+        return load_math_dataset(
+            script_args.dataset_name,
+            tokenizer=tokenizer,
+            split=script_args.dataset_train_split,
+            config=script_args.dataset_config,
+            prompt_column=script_args.prompt_column,
+            answer_column=script_args.answer_column,
+            limit=script_args.max_train_samples,
+        )
+    if script_args.use_builder_pseudo_labels and "fixed_label" not in training_args.reward_funcs:
+        logger.info("use_builder_pseudo_labels: reward_funcs %s -> ['fixed_label']", training_args.reward_funcs)
+        training_args.reward_funcs = ["fixed_label"]
+    return load_builder_output(
+        script_args.dataset_name,
+        tokenizer=tokenizer,
+        min_majority_ratio=script_args.builder_min_majority_ratio,
+        max_majority_ratio=script_args.builder_max_majority_ratio,
+        pseudo_labels=script_args.use_builder_pseudo_labels,
+        limit=script_args.max_train_samples,
+    )
 
 
 def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args: ModelConfig):
@@ -69,15 +114,7 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train_dataset = load_math_dataset(
-        script_args.dataset_name,
-        tokenizer=tokenizer,
-        split=script_args.dataset_train_split,
-        config=script_args.dataset_config,
-        prompt_column=script_args.prompt_column,
-        answer_column=script_args.answer_column,
-        limit=script_args.max_train_samples,
-    )
+    train_dataset = load_train_dataset(script_args, training_args, tokenizer)
 
     model_init_kwargs = dict(
         revision=model_args.model_revision,

@@ -80,6 +80,22 @@ def _finish(
     )
 
 
+def _weighted_winner(classes: Sequence[int | None], weights: Sequence[float], kept: Sequence[bool]) -> int | None:
+    """The class with the largest total weight among kept rollouts; ties go to the larger count of voters, then
+    to the class whose earliest voter comes first. ``None`` when nobody voted."""
+    total: dict[int, float] = {}
+    count: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for i, c in enumerate(classes):
+        if c is None or not kept[i]:
+            continue
+        total[c] = total.get(c, 0.0) + weights[i]
+        count[c] = count.get(c, 0) + 1
+        first.setdefault(c, i)
+    # Weights are rounded for the comparison so that float noise cannot break a genuine tie.
+    return max(total, key=lambda c: (round(total[c], 9), count[c], -first[c])) if total else None
+
+
 def majority_vote(
     answers: Sequence[str | None],
     classes: Sequence[int | None] | None = None,
@@ -167,16 +183,38 @@ def sasc_vote(
         kept[i] = True
         weights[i] = math.exp(-zscores[i] / weight_temperature) if weighting == "exp" else 1.0  # type: ignore[operator]
 
-    total: dict[int, float] = {}
-    count: dict[int, int] = {}
-    first: dict[int, int] = {}
-    for i in answered:
-        if not kept[i]:
-            continue
-        c = classes[i]
-        total[c] = total.get(c, 0.0) + weights[i]
-        count[c] = count.get(c, 0) + 1
-        first.setdefault(c, i)
-    # Weights are rounded for the comparison so that float noise cannot break a genuine tie.
-    label_class = max(total, key=lambda c: (round(total[c], 9), count[c], -first[c]))
-    return _finish(answers, classes, label_class, weights, kept, zscores)
+    return _finish(answers, classes, _weighted_winner(classes, weights, kept), weights, kept, zscores)
+
+
+def weighted_vote(
+    answers: Sequence[str | None],
+    weights: Sequence[float],
+    classes: Sequence[int | None] | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+) -> VoteResult:
+    """Vote with given non-negative weights (DeepConf's confidence-weighted vote, Self-Calibration's soft
+    self-consistency). A rollout with weight 0 does not vote.
+
+    The class with the largest total weight wins; ties go to the larger count of voters, then to the class whose
+    earliest voter comes first (the tie rules of [`sasc_vote`]). When every answered rollout has weight 0, the
+    vote falls back to equal weights.
+
+    Args:
+        answers: One extracted answer per rollout, ``None`` where there is none.
+        weights: One weight per rollout (>= 0, finite).
+        classes: Precomputed equivalence classes; computed when omitted.
+        timeout: Per-check math-verify timeout.
+    """
+    if len(answers) != len(weights):
+        raise ValueError(f"got {len(answers)} answers but {len(weights)} weights")
+    for i, w in enumerate(weights):
+        if not (math.isfinite(w) and w >= 0.0):
+            raise ValueError(f"weight of rollout {i} is {w}; weights must be finite and >= 0")
+    classes = list(classes) if classes is not None else group_equivalent(answers, timeout=timeout)
+    answered = [i for i, c in enumerate(classes) if c is not None]
+    votes = [float(weights[i]) if classes[i] is not None else 0.0 for i in range(len(answers))]
+    if answered and not any(votes[i] > 0 for i in answered):
+        votes = [1.0 if c is not None else 0.0 for c in classes]
+    kept = [v > 0 for v in votes]
+    zscores: list[float | None] = [0.0 if c is not None else None for c in classes]
+    return _finish(answers, classes, _weighted_winner(classes, votes, kept), votes, kept, zscores)

@@ -1,0 +1,604 @@
+"""Offline selection pipeline and data builder: sample N candidates per question, score them with one or several
+selection methods, write the selected answers as training data, and compare the methods.
+
+Command::
+
+    sasc-ttrl build --model_name_or_path Qwen/Qwen2.5-Math-1.5B --dataset_name math500 \\
+        --methods self-consistency sasc deepconf --n_candidates 8 --temperature 0.6 --output_dir outputs/build
+    python scripts/build_data.py --config build.yaml   # CLI flags override the YAML
+
+Every method scores the same candidates (one generation per question, seeded by ``(seed, question index, sample
+index)``). Outputs in ``output_dir``:
+
+* ``<method>.jsonl``: one row per question -- ``id``, ``method``, ``question``, ``answer`` (the selected completion),
+  ``gpt_response`` (its key steps, when a key-step API is given), ``pseudo_label``, ``confidence``,
+  ``majority_ratio`` (share of the candidates agreeing with the selected answer), the hidden ``reference_answer``
+  and whether the selection matches it (``correct``; diagnostics only), the cost (``samples_used``,
+  ``tokens_generated``, ``seconds``), and with ``--save_candidates`` every candidate with its score. Rows are
+  appended and fsynced one by one; a rerun skips the questions a file already holds (a truncated last line is
+  dropped) and regenerates the same candidates for the rest, so each question appears exactly once.
+* ``comparison.json`` / ``comparison.md``: accuracy, tokens and time of each method ([`selection_report`]).
+* ``build_config.json``: the settings that determine the rows; a rerun with other settings refuses to mix them.
+
+`sasc-ttrl train --dataset_name outputs/build/sasc.jsonl` trains on a builder output (see `data.load_builder_output`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from trl import TrlParser
+
+from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent, is_equivalent
+from .data import load_raw_dataset, render_prompt
+from .evaluate import (
+    ANSWER_COLUMNS,
+    HUB_BENCHMARKS,
+    ID_COLUMNS,
+    PROMPT_COLUMNS,
+    Question,
+    read_samples,
+    reference_answer,
+)
+from .generation import (
+    BACKENDS,
+    SampleRecord,
+    encode_prompts,
+    grade_records,
+    load_transformers_model,
+    resolve_backend,
+    sample_transformers,
+    sample_vllm,
+)
+from .guided_resample import GuidedOutcome, guided_resample
+from .key_steps import KeyStepClient, KeyStepError
+from .rewards import VoteSettings
+from .selection import (
+    ALL,
+    SELECTION_METHODS,
+    Candidate,
+    MethodSpec,
+    SelectionContext,
+    SelectionSettings,
+    compute_token_features,
+    resolve_methods,
+)
+from .selection.base import CALIBRATION_CONFIDENCES, DEEPCONF_MODES, STEP_AGGREGATIONS
+from .selection.self_eval import Judge
+from .selection.verifier import VERIFIER_KINDS, RewardModelVerifier
+from .selection_report import comparison_report, write_atomic, write_comparison
+from .voting import WEIGHTINGS
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "build_config.json"
+# Arguments that change neither the candidates nor their selection: a rerun may change them freely.
+FREE_KEYS = (
+    "methods",
+    "limit",
+    "output_dir",
+    "overwrite",
+    "batch_size",
+    "feature_batch_size",
+    "save_candidates",
+    "answer_timeout",
+    "key_step_api_base",
+    "key_step_api_model",
+    "key_step_temperature",
+    "key_step_api_key_env",
+    "key_step_max_retries",
+    "key_step_backoff",
+    "key_step_timeout",
+)
+GUIDED_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class BuildArguments:
+    """Arguments of ``sasc-ttrl build``.
+
+    Args:
+        model_name_or_path: The model that samples (and, for ``self-eval``, judges) the candidates.
+        dataset_name: ``math500``, ``amc``, ``aime24``, ``gsm8k``, a hub data set or a local json/jsonl/parquet/csv
+            file. Questions need no answer; a hidden answer, when present, only grades the selections.
+        methods: Selection methods (see `sasc_ttrl.selection`), or ``all``.
+        n_candidates: Candidates sampled per question.
+        temperature: Sampling temperature (0.1 as in the original pipeline; recipes may raise it).
+        top_p: Nucleus sampling mass.
+        max_tokens: Maximum completion length.
+        limit: Subset size: only the first N questions.
+        lambda_weight: Balance of token-level (``lambda``) and step-level (``1 - lambda``) confidence in methods
+            that combine two (``self-certainty``, ``self-eval``), in ``[0, 1]``.
+        output_dir: Where the rows and the report go.
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Model that samples the candidates."})
+    dataset_name: str = field(
+        default="math500", metadata={"help": "math500, amc, aime24, gsm8k, a hub data set, or a local file."}
+    )
+    dataset_split: str | None = field(default=None, metadata={"help": "Split of hub data sets (default: test)."})
+    prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
+    answer_column: str | None = field(
+        default=None, metadata={"help": "Hidden answer column, for grading only (default: auto-detect, optional)."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Subset size: only the first N questions."})
+    methods: list[str] = field(
+        default_factory=lambda: ["self-consistency", "sasc"],
+        metadata={"help": f"Selection methods: {', '.join(SELECTION_METHODS)}, or {ALL}."},
+    )
+    n_candidates: int = field(default=4, metadata={"help": "Candidates sampled per question."})
+    temperature: float = field(default=0.1, metadata={"help": "Sampling temperature (> 0)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass, in (0, 1]."})
+    max_tokens: int = field(default=3072, metadata={"help": "Maximum completion length in tokens."})
+    seed: int = field(default=42, metadata={"help": "Base seed; sample j of question i comes from (seed, i, j)."})
+    batch_size: int = field(default=4, metadata={"help": "Questions per generation call."})
+    feature_batch_size: int = field(default=4, metadata={"help": "Sequences per scoring forward pass."})
+    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
+    lambda_weight: float = field(
+        default=0.5, metadata={"help": "Weight of token-level vs step-level confidence, in [0, 1]."}
+    )
+    step_aggregation: str = field(
+        default="min", metadata={"help": f"Per-step confidences -> one: {', '.join(STEP_AGGREGATIONS)}."}
+    )
+    entropy_top_k: int = field(default=20, metadata={"help": "k of the top-k entropy (sasc) and top-k logprobs."})
+    filter_ratio: float = field(default=0.2, metadata={"help": "sasc: share of answered candidates gated out."})
+    weight_temperature: float = field(default=1.0, metadata={"help": "sasc: temperature T of exp(-z / T)."})
+    vote_weighting: str = field(default="exp", metadata={"help": f"sasc: {' or '.join(WEIGHTINGS)} vote weights."})
+    deepconf_window: int = field(default=2048, metadata={"help": "DeepConf: sliding-window size in tokens."})
+    deepconf_eta: float = field(default=0.9, metadata={"help": "DeepConf: share of answered traces kept."})
+    deepconf_mode: str = field(
+        default="lowest", metadata={"help": f"DeepConf trace confidence: {', '.join(DEEPCONF_MODES)}."}
+    )
+    calibration_threshold: float = field(
+        default=0.9, metadata={"help": "Self-Calibration early stopping: confidence that stops sampling."}
+    )
+    calibration_confidence: str = field(
+        default="token", metadata={"help": f"Self-Calibration confidence: {', '.join(CALIBRATION_CONFIDENCES)}."}
+    )
+    verifier_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Reward model for the verifier method (sequence classification)."}
+    )
+    verifier_kind: str = field(
+        default="orm", metadata={"help": "orm (scores the solution) or prm (scores every step prefix)."}
+    )
+    guided_resample: bool = field(
+        default=False, metadata={"help": "Re-sample questions without consensus with a Socratic hint."}
+    )
+    consensus_threshold: float = field(
+        default=0.5, metadata={"help": "Guided re-sampling: re-sample when the majority ratio is below this."}
+    )
+    key_step_api_base: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible API base for key-step extraction (none: no gpt_response)."}
+    )
+    key_step_api_model: str = field(default="gpt-4o-mini", metadata={"help": "Model name of the key-step API."})
+    key_step_temperature: float = field(default=0.0, metadata={"help": "Temperature of the key-step API model."})
+    key_step_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the key-step API key."}
+    )
+    key_step_max_retries: int = field(default=3, metadata={"help": "Key-step API retries after the first attempt."})
+    key_step_backoff: float = field(default=1.0, metadata={"help": "Seconds before the first key-step retry."})
+    key_step_timeout: float = field(default=60.0, metadata={"help": "Seconds allowed per key-step request."})
+    save_candidates: bool = field(default=False, metadata={"help": "Also write every candidate with its score."})
+    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
+    output_dir: str = field(default="outputs/build", metadata={"help": "Output directory."})
+    overwrite: bool = field(default=False, metadata={"help": "Delete an earlier build in output_dir first."})
+
+    def __post_init__(self):
+        if isinstance(self.methods, str):
+            self.methods = self.methods.replace(",", " ").split()
+        resolve_methods(self.methods)  # unknown names fail here, listing the valid ones
+        if self.model_name_or_path is None:
+            raise ValueError("model_name_or_path is required")
+        if self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be >= 1, got {self.n_candidates}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.verifier_kind not in VERIFIER_KINDS:
+            raise ValueError(f"verifier_kind must be one of {VERIFIER_KINDS}, got {self.verifier_kind!r}")
+        if "verifier" in self.methods and self.verifier_model_name_or_path is None:
+            raise ValueError("the verifier method needs --verifier_model_name_or_path (a reward model)")
+        if not 0.0 <= self.consensus_threshold <= 1.0:
+            raise ValueError(f"consensus_threshold must be in [0, 1], got {self.consensus_threshold}")
+        self.selection_settings()  # validates lambda_weight, deepconf and calibration settings
+
+    def selection_settings(self) -> SelectionSettings:
+        """The methods' hyper-parameters."""
+        return SelectionSettings(
+            lambda_weight=self.lambda_weight,
+            step_aggregation=self.step_aggregation,
+            vote=VoteSettings(
+                filter_ratio=self.filter_ratio,
+                weight_temperature=self.weight_temperature,
+                weighting=self.vote_weighting,
+                answer_timeout=self.answer_timeout,
+            ),
+            deepconf_window=self.deepconf_window,
+            deepconf_eta=self.deepconf_eta,
+            deepconf_mode=self.deepconf_mode,
+            calibration_threshold=self.calibration_threshold,
+            calibration_confidence=self.calibration_confidence,
+        )
+
+
+def _column(columns: list[str], wanted: str | None, candidates: Sequence[str], role: str, source: str) -> str | None:
+    if wanted is not None:
+        if wanted not in columns:
+            raise KeyError(f"{source}: {role} column {wanted!r} not found; columns are {columns}")
+        return wanted
+    return next((c for c in candidates if c in columns), None)
+
+
+def load_questions(
+    name: str,
+    split: str | None = None,
+    limit: int | None = None,
+    prompt_column: str | None = None,
+    answer_column: str | None = None,
+) -> list[Question]:
+    """Questions of a benchmark or data set, with their hidden answers when it has some (``gold=None`` otherwise).
+
+    Named benchmarks missing from the shared folder fall back to their hub data sets, as in `evaluate`.
+    """
+    source, split = name, split
+    try:
+        dataset = load_raw_dataset(name, split=split or "test")
+    except FileNotFoundError:
+        if name not in HUB_BENCHMARKS:
+            raise
+        source, default_split = HUB_BENCHMARKS[name]
+        logger.info("%s: no local file, loading %s from the hub", name, source)
+        dataset = load_raw_dataset(source, split=split or default_split)
+    if limit is not None:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    columns = dataset.column_names
+    q_col = _column(columns, prompt_column, PROMPT_COLUMNS, "prompt", name)
+    if q_col is None:
+        raise KeyError(f"{name}: no question column (looked for {list(PROMPT_COLUMNS)}); columns are {columns}")
+    a_col = _column(columns, answer_column, ANSWER_COLUMNS, "answer", name)
+    if a_col is None:
+        logger.info("%s: no hidden answers; the selections are not graded", name)
+    id_col = next((c for c in ID_COLUMNS if c in columns), None)
+    ids = [str(v) for v in dataset[id_col]] if id_col else []
+    if id_col and len(set(ids)) < len(ids):
+        logger.warning("%s: column %r has duplicate ids; questions are keyed by their index", name, id_col)
+        id_col = None
+    return [
+        Question(
+            key=ids[i] if id_col else str(i),
+            index=i,
+            question=str(row[q_col]),
+            gold=reference_answer(row[a_col]) if a_col else None,
+        )
+        for i, row in enumerate(dataset)
+    ]
+
+
+def append_row(handle, row: dict[str, Any]) -> None:
+    """Append one JSON line and make it durable (flush + fsync) before going on."""
+    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+@dataclass
+class _Round:
+    """The candidates of one question and what they cost."""
+
+    candidates: list[Candidate]
+    generation_seconds: float
+    feature_seconds: float = 0.0
+
+
+class SelectionBuilder:
+    """Samples, scores and selects; loads the model, the verifier and the key-step client once."""
+
+    def __init__(self, args: BuildArguments, specs: Sequence[MethodSpec], backend: str):
+        self.args = args
+        self.specs = list(specs)
+        self.backend = backend
+        self.settings = args.selection_settings()
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.llm: Any = None
+        self.judge: Judge | None = None
+        self.verifier: RewardModelVerifier | None = None
+        self.key_steps: KeyStepClient | None = None
+        if args.key_step_api_base:
+            api_key = os.environ.get(args.key_step_api_key_env)
+            if not api_key:
+                logger.warning("$%s is not set: key-step requests carry no API key", args.key_step_api_key_env)
+            self.key_steps = KeyStepClient(
+                api_base=args.key_step_api_base,
+                model=args.key_step_api_model,
+                temperature=args.key_step_temperature,
+                api_key=api_key,
+                max_retries=args.key_step_max_retries,
+                backoff=args.key_step_backoff,
+                timeout=args.key_step_timeout,
+            )
+        else:
+            logger.warning("no --key_step_api_base: key-step extraction is off and gpt_response is left empty")
+
+    # -- models --------------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        a = self.args
+        needs = set().union(*(s.needs for s in self.specs))
+        if self.backend == "vllm":
+            from transformers import AutoTokenizer
+
+            from .generation import load_vllm
+
+            self.llm = load_vllm(a.model_name_or_path, seed=a.seed, entropy_top_k=a.entropy_top_k, dtype=a.dtype)
+            self.tokenizer = AutoTokenizer.from_pretrained(a.model_name_or_path)
+            if needs & {"token_stats", "hidden_states", "judge"}:
+                # The per-token features and the judge need the logits / hidden states of a transformers model.
+                self.model, _ = load_transformers_model(a.model_name_or_path, dtype=a.dtype)
+        else:
+            self.model, self.tokenizer = load_transformers_model(a.model_name_or_path, dtype=a.dtype)
+        if "judge" in needs:
+            self.judge = Judge(self.model, self.tokenizer, batch_size=a.feature_batch_size)
+        if "verifier" in needs:
+            self.verifier = RewardModelVerifier(
+                a.verifier_model_name_or_path, kind=a.verifier_kind, batch_size=a.feature_batch_size, dtype=a.dtype
+            )
+
+    # -- sampling and features -----------------------------------------------------------------------------------
+    def sample(
+        self, texts: Sequence[str], keys: Sequence[int], seed: int
+    ) -> tuple[list[str], list[list[SampleRecord]]]:
+        """Render the questions as prompts and sample ``n_candidates`` records for each."""
+        if self.tokenizer is None:
+            self._load()
+        a = self.args
+        prompts = [render_prompt(t, self.tokenizer) for t in texts]
+        common = dict(n=a.n_candidates, temperature=a.temperature, top_p=a.top_p, max_tokens=a.max_tokens, seed=seed)
+        if self.backend == "vllm":
+            groups = sample_vllm(
+                self.llm, prompts, **common, entropy_top_k=a.entropy_top_k, sample_keys=keys, tokenizer=self.tokenizer
+            )
+        else:
+            groups = sample_transformers(
+                self.model,
+                self.tokenizer,
+                prompts,
+                **common,
+                batch_size=a.batch_size,
+                entropy_top_k=a.entropy_top_k,
+                sample_keys=keys,
+            )
+        return prompts, groups
+
+    def candidates(self, prompt: str, records: list[SampleRecord], needs: set[str]) -> tuple[list[Candidate], float]:
+        """Wrap records as candidates, with the forward-pass features when a method needs them."""
+        start = time.perf_counter()
+        features = None
+        if needs & {"token_stats", "hidden_states"}:
+            prompt_ids = encode_prompts(self.tokenizer, [prompt])[0]
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            features = compute_token_features(
+                self.model,
+                [prompt_ids] * len(records),
+                [r.token_ids for r in records],
+                pad_token_id=pad,
+                top_k=self.args.entropy_top_k,
+                hidden_states="hidden_states" in needs,
+                batch_size=self.args.feature_batch_size,
+            )
+        # Token -> step maps (for step-level token statistics) only when there are token statistics.
+        tokenizer = self.tokenizer if features is not None else None
+        out = [
+            Candidate.from_record(r, None if features is None else features[i], tokenizer)
+            for i, r in enumerate(records)
+        ]
+        return out, (time.perf_counter() - start) if features is not None else 0.0
+
+    # -- one question ----------------------------------------------------------------------------------------------
+    def question_rows(
+        self,
+        question: Question,
+        prompt: str,
+        records: list[SampleRecord],
+        generation_seconds: float,
+        specs: Sequence[MethodSpec],
+    ) -> list[dict[str, Any]]:
+        """Score and select one question's candidates with every method in ``specs``; one row per method."""
+        a = self.args
+        needs = set().union(*(s.needs for s in specs))
+        grade_records(records, question.gold, timeout=a.answer_timeout)
+        candidates, feature_seconds = self.candidates(prompt, records, needs)
+        classes = group_equivalent([c.answer for c in candidates], timeout=a.answer_timeout)
+        guided: GuidedOutcome | None = None
+        extra_tokens, extra_seconds = 0, 0.0
+        if a.guided_resample:
+            spent: dict[str, Any] = {}
+
+            def resample(text: str) -> list[Candidate]:
+                start = time.perf_counter()
+                hinted_prompts, groups = self.sample([text], [question.index], a.seed + GUIDED_SEED_OFFSET)
+                grade_records(groups[0], question.gold, timeout=a.answer_timeout)
+                new, _ = self.candidates(hinted_prompts[0], groups[0], needs)
+                spent["seconds"] = time.perf_counter() - start
+                spent["tokens"] = sum(c.num_tokens for c in new)
+                return new
+
+            first_tokens = sum(c.num_tokens for c in candidates)
+            candidates, classes, guided = guided_resample(
+                question.question, candidates, classes, resample, a.consensus_threshold, timeout=a.answer_timeout
+            )
+            if guided.triggered:
+                # The round that was not kept still cost its tokens and time.
+                extra_tokens = spent["tokens"] if not guided.used else first_tokens
+                extra_seconds = spent["seconds"]
+        context = SelectionContext(
+            question=question.question,
+            classes=classes,
+            settings=self.settings,
+            judge=self.judge,
+            verifier=self.verifier,
+        )
+        any_correct = None if question.gold is None else any(bool(c.record.correct) for c in candidates)
+        n = len(candidates)
+        rows = []
+        key_step_cache: dict[str, tuple[str, str | None]] = {}
+        for spec in specs:
+            start = time.perf_counter()
+            selection = spec.select(candidates, context)
+            method_seconds = time.perf_counter() - start
+            chosen = candidates[selection.index] if selection.index is not None else None
+            label_class = classes[selection.index] if selection.index is not None else None
+            agree = sum(c == label_class for c in classes) / n if label_class is not None and n else 0.0
+            uses_features = bool(spec.needs & {"token_stats", "hidden_states"})
+            # Sampling (and the feature pass, when the method uses it) are charged pro rata of the samples used.
+            shared = generation_seconds + (feature_seconds if uses_features else 0.0)
+            seconds = shared * selection.samples_used / max(n, 1) + extra_seconds + method_seconds
+            row: dict[str, Any] = {
+                "id": question.key,
+                "index": question.index,
+                "method": spec.name,
+                "question": question.question,
+                "answer": chosen.text if chosen is not None else "",
+                "gpt_response": "",
+                "pseudo_label": selection.pseudo_label,
+                "confidence": selection.confidence,
+                "majority_ratio": agree,
+                "selected_index": selection.index,
+                "reference_answer": question.gold,
+                "correct": None
+                if question.gold is None
+                else is_equivalent(question.gold, selection.pseudo_label, timeout=a.answer_timeout),
+                "any_correct": any_correct,
+                "num_candidates": n,
+                "samples_used": selection.samples_used,
+                "tokens_generated": sum(c.num_tokens for c in candidates[: selection.samples_used]) + extra_tokens,
+                "seconds": round(seconds, 4),
+                "guided_resample": guided.to_dict() if guided is not None else None,
+                "details": selection.details,
+            }
+            row.update(self._key_steps(question.question, row["answer"], key_step_cache))
+            if a.save_candidates:
+                row["candidates"] = [{**c.to_dict(), "score": score} for c, score in zip(candidates, selection.scores)]
+            rows.append(row)
+        return rows
+
+    def _key_steps(self, question: str, solution: str, cache: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
+        if self.key_steps is None:
+            return {"gpt_response": "", "key_step_status": "off"}
+        if not solution:
+            return {"gpt_response": "", "key_step_status": "skipped"}
+        if solution not in cache:
+            try:
+                cache[solution] = (self.key_steps.extract(question, solution), None)
+            except KeyStepError as err:
+                logger.warning("key-step extraction failed (row marked, run goes on): %s", err)
+                cache[solution] = ("", str(err))
+        text, error = cache[solution]
+        if error is not None:
+            return {"gpt_response": "", "key_step_status": "failed", "key_step_error": error}
+        return {"gpt_response": text, "key_step_status": "ok"}
+
+    # -- the run ---------------------------------------------------------------------------------------------------
+    def run(self, questions: Sequence[Question], output_dir: Path) -> dict[str, list[dict[str, Any]]]:
+        """Write every missing (question, method) row; return each method's rows in question order."""
+        paths = {s.name: output_dir / f"{s.name}.jsonl" for s in self.specs}
+        done = {name: read_samples(path) for name, path in paths.items()}
+        for name, rows in done.items():
+            for q in questions:
+                if q.key in rows and rows[q.key]["question"] != q.question:
+                    raise ValueError(
+                        f"{paths[name]} holds another question under id {q.key!r}; use another output_dir"
+                    )
+        todo = [q for q in questions if any(q.key not in rows for rows in done.values())]
+        if len(todo) < len(questions):
+            logger.info("resuming: %d of %d questions already done", len(questions) - len(todo), len(questions))
+        if todo and self.tokenizer is None:
+            self._load()  # before the clock starts: loading is not a cost of the first question
+        handles = {name: open(path, "a", encoding="utf-8") for name, path in paths.items()}
+        try:
+            with tqdm(total=len(questions), initial=len(questions) - len(todo), unit="question") as progress:
+                for start in range(0, len(todo), self.args.batch_size):
+                    chunk = todo[start : start + self.args.batch_size]
+                    began = time.perf_counter()
+                    prompts, groups = self.sample(
+                        [q.question for q in chunk], [q.index for q in chunk], self.args.seed
+                    )
+                    per_question = (time.perf_counter() - began) / len(chunk)
+                    for q, prompt, records in zip(chunk, prompts, groups):
+                        missing = [s for s in self.specs if q.key not in done[s.name]]
+                        for row in self.question_rows(q, prompt, records, per_question, missing):
+                            append_row(handles[row["method"]], row)
+                            done[row["method"]][q.key] = row
+                        progress.update(1)
+        finally:
+            for handle in handles.values():
+                handle.close()
+        return {name: [rows[q.key] for q in questions if q.key in rows] for name, rows in done.items()}
+
+
+def _settings(args: BuildArguments, backend: str) -> dict[str, Any]:
+    return {k: v for k, v in {**asdict(args), "backend": backend}.items() if k not in FREE_KEYS}
+
+
+def _check_config(output_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
+    config_file = output_dir / CONFIG_FILE
+    if overwrite and output_dir.exists():
+        logger.info("--overwrite: deleting the earlier build in %s", output_dir)
+        shutil.rmtree(output_dir)
+    elif config_file.exists():
+        previous = json.loads(config_file.read_text())
+        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
+        if changed:
+            raise ValueError(
+                f"{output_dir} holds a build made with other settings {changed} (old, new); use another output_dir "
+                "or --overwrite"
+            )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(config_file, json.dumps(settings, indent=2) + "\n")
+
+
+def main(args: BuildArguments) -> dict[str, Any]:
+    """Build the selections of ``args.methods`` on ``args.dataset_name`` and write the comparison report.
+
+    Returns:
+        The comparison report (the content of ``comparison.json``).
+    """
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    output_dir = Path(args.output_dir)
+    specs = resolve_methods(args.methods, has_verifier=args.verifier_model_name_or_path is not None)
+    backend = resolve_backend(args.backend)
+    settings = _settings(args, backend)
+    _check_config(output_dir, settings, args.overwrite)
+    questions = load_questions(
+        args.dataset_name, args.dataset_split, args.limit, args.prompt_column, args.answer_column
+    )
+    logger.info(
+        "%d questions x %d candidates, methods: %s",
+        len(questions),
+        args.n_candidates,
+        ", ".join(s.name for s in specs),
+    )
+    builder = SelectionBuilder(args, specs, backend)
+    rows = builder.run(questions, output_dir)
+    report = comparison_report(rows, {**settings, "methods_run": [s.name for s in specs]})
+    write_comparison(output_dir, report)
+    return report
+
+
+def make_parser() -> TrlParser:
+    """The argument parser of ``sasc-ttrl build`` (supports ``--config build.yaml``)."""
+    return TrlParser((BuildArguments,))
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

@@ -1,0 +1,32 @@
+"""``sasc``: the trainer's stability gate and weighted vote ([`voting.sasc_vote`]), with the trainer's settings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..voting import sasc_vote
+from .base import Selection, SelectionContext, vote_selection
+from .candidates import Candidate
+from .registry import register_method
+
+
+@register_method("sasc", summary="drop the least stable 20% (top-k entropy std), vote with weight exp(-z)")
+def select_sasc(candidates: Sequence[Candidate], context: SelectionContext) -> Selection:
+    """The stability-aware vote of the online reward on the candidates' sampling-time top-k entropies; each
+    candidate's score is its vote weight (0 when gated out), the confidence the winner's share of the weight."""
+    settings = context.settings.vote
+    instabilities = [c.instability for c in candidates]
+    result = sasc_vote(
+        [c.answer for c in candidates],
+        instabilities,
+        filter_ratio=settings.filter_ratio,
+        weight_temperature=settings.weight_temperature,
+        weighting=settings.weighting,
+        classes=context.classes,
+    )
+    return vote_selection(
+        result,
+        result.weights,
+        kept=result.kept,
+        instabilities=[round(s, 6) for s in instabilities],
+    )

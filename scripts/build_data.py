@@ -1,0 +1,15 @@
+"""Offline selection pipeline and data builder: N candidates per question, selection methods, training rows.
+
+Command::
+
+    python scripts/build_data.py --model_name_or_path Qwen/Qwen2.5-Math-1.5B --dataset_name math500 \\
+        --methods all --n_candidates 8 --temperature 0.6 --output_dir outputs/build
+    python scripts/build_data.py --config build.yaml   # CLI flags override the YAML
+
+Same as ``sasc-ttrl build``; see `sasc_ttrl.build_data` for the arguments and outputs.
+"""
+
+from sasc_ttrl.build_data import main, make_parser
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())
