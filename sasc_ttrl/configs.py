@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig, ScriptArguments
 
 from .rewards import REWARD_FACTORIES, VoteSettings
-from .voting import WEIGHTINGS
 
 ENTROPY_SOURCES = ("generation", "forward")
 TRAIN_SELECTIONS = ("first", "random")
@@ -102,12 +101,7 @@ class SASCConfig(GRPOConfig):
                 )
         if self.entropy_top_k < 1:
             raise ValueError(f"entropy_top_k must be >= 1, got {self.entropy_top_k}")
-        if not 0.0 <= self.filter_ratio < 1.0:
-            raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
-        if self.weight_temperature <= 0:
-            raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
-        if self.vote_weighting not in WEIGHTINGS:
-            raise ValueError(f"vote_weighting must be one of {WEIGHTINGS}, got {self.vote_weighting!r}")
+        self.vote_settings  # noqa: B018 - VoteSettings validates the vote fields and answer_timeout
         if self.entropy_source not in ENTROPY_SOURCES:
             raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
         if self.train_selection not in TRAIN_SELECTIONS:
@@ -129,8 +123,6 @@ class SASCConfig(GRPOConfig):
                     f"train_generations: the {local // n * self.train_generations} kept rollouts per process must "
                     f"split evenly into steps_per_generation ({self.steps_per_generation}) micro-batches"
                 )
-        if self.answer_timeout <= 0:
-            raise ValueError(f"answer_timeout must be > 0, got {self.answer_timeout}")
 
     @property
     def vote_settings(self) -> VoteSettings:

@@ -85,6 +85,29 @@ def capture_topk_entropies(model: torch.nn.Module, k: int, temperature: float) -
         handle.remove()
 
 
+def pack_prompt_completion(
+    prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+    """Lay out prompt + completion pairs as generation does: prompts left-padded to one length, completions after.
+
+    Returns:
+        ``(input_ids, attention_mask, position_ids, prompt_width, completion_width)``; completion token ``j`` of row
+        ``i`` sits at column ``prompt_width + j`` and is predicted by the logits at ``prompt_width - 1 + j``.
+    """
+    p_len = max(len(p) for p in prompts)
+    c_len = max(len(c) for c in completions)
+    ids = torch.full((len(prompts), p_len + c_len), pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, p_len - len(p) : p_len] = torch.tensor(list(p), dtype=torch.long)
+        mask[i, p_len - len(p) : p_len] = 1
+        if len(c):
+            ids[i, p_len : p_len + len(c)] = torch.tensor(list(c), dtype=torch.long)
+            mask[i, p_len : p_len + len(c)] = 1
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, position_ids, p_len, c_len
+
+
 @torch.no_grad()
 def forward_topk_entropies(
     model: torch.nn.Module,
@@ -105,17 +128,7 @@ def forward_topk_entropies(
     for start in range(0, len(prompt_ids), batch_size):
         prompts = prompt_ids[start : start + batch_size]
         completions = completion_ids[start : start + batch_size]
-        p_len = max(len(p) for p in prompts)
-        c_len = max(len(c) for c in completions)
-        ids = torch.full((len(prompts), p_len + c_len), pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, (p, c) in enumerate(zip(prompts, completions)):
-            ids[i, p_len - len(p) : p_len] = torch.tensor(p, dtype=torch.long)
-            mask[i, p_len - len(p) : p_len] = 1
-            if c:
-                ids[i, p_len : p_len + len(c)] = torch.tensor(c, dtype=torch.long)
-                mask[i, p_len : p_len + len(c)] = 1
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, position_ids, p_len, c_len = pack_prompt_completion(prompts, completions, pad_token_id)
         logits = model(
             input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device)
         ).logits

@@ -43,7 +43,7 @@ from .generation import (
     sample_vllm,
 )
 from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
-from .voting import WEIGHTINGS
+from .rewards import VoteSettings
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +150,7 @@ class EvalArguments:
             raise ValueError("max_tokens, batch_size and entropy_top_k must be >= 1")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if not 0.0 <= self.filter_ratio < 1.0:
-            raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
-        if self.weight_temperature <= 0:
-            raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
-        if self.vote_weighting not in WEIGHTINGS:
-            raise ValueError(f"vote_weighting must be one of {WEIGHTINGS}, got {self.vote_weighting!r}")
+        VoteSettings(self.filter_ratio, self.weight_temperature, self.vote_weighting)  # validates the vote fields
         if not self.benchmarks:
             raise ValueError("benchmarks is empty")
         if self.model_name_or_path is None:

@@ -58,7 +58,9 @@ class VoteSettings:
         if self.weight_temperature <= 0:
             raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+            raise ValueError(f"weighting (vote_weighting) must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.answer_timeout is not None and self.answer_timeout <= 0:
+            raise ValueError(f"answer_timeout must be > 0 (or None), got {self.answer_timeout}")
 
 
 def completion_text(completion: Any) -> str:
@@ -235,44 +237,39 @@ def vote_and_reward(
     return rewards[local]
 
 
-def make_sasc_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
-    """Reward 1.0 for agreeing with the stability-aware pseudo-label of the rollout's group."""
-    settings = settings or VoteSettings()
+def _make_vote_reward(vote: str, name: str, doc: str):
+    def factory(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+        settings = settings or VoteSettings()
 
-    def sasc_reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
-        return vote_and_reward(
-            "sasc",
-            prompts,
-            completions,
-            settings,
-            token_entropies=token_entropies,
-            rollout_group=rollout_group,
-            answer=answer,
-            log_metric=kwargs.get("log_metric"),
-            log_extra=kwargs.get("log_extra"),
-        )
+        def reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
+            return vote_and_reward(
+                vote,
+                prompts,
+                completions,
+                settings,
+                token_entropies=token_entropies,
+                rollout_group=rollout_group,
+                answer=answer,
+                log_metric=kwargs.get("log_metric"),
+                log_extra=kwargs.get("log_extra"),
+            )
 
-    return sasc_reward
+        reward.__name__ = reward.__qualname__ = name  # TRL logs it as rewards/<name>/mean
+        reward.__doc__ = doc
+        return reward
+
+    factory.__doc__ = doc
+    return factory
 
 
-def make_majority_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
-    """Reward 1.0 for agreeing with the plain majority answer of the rollout's group (TTRL)."""
-    settings = settings or VoteSettings()
-
-    def majority_reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
-        return vote_and_reward(
-            "majority",
-            prompts,
-            completions,
-            settings,
-            token_entropies=token_entropies,
-            rollout_group=rollout_group,
-            answer=answer,
-            log_metric=kwargs.get("log_metric"),
-            log_extra=kwargs.get("log_extra"),
-        )
-
-    return majority_reward
+make_sasc_reward = _make_vote_reward(
+    "sasc", "sasc_reward", "Reward 1.0 for agreeing with the stability-aware pseudo-label of the rollout's group."
+)
+make_majority_reward = _make_vote_reward(
+    "majority",
+    "majority_reward",
+    "Reward 1.0 for agreeing with the plain majority answer of the rollout's group (TTRL).",
+)
 
 
 REWARD_FACTORIES: dict[str, Callable[[VoteSettings], Callable[..., list[float]]]] = {}

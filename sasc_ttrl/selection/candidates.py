@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..entropy_capture import pack_prompt_completion
 from ..generation import SampleRecord
 from .steps import split_steps, token_pieces, token_step_index
 
@@ -196,17 +197,7 @@ def compute_token_features(
     for start in range(0, len(prompt_ids), batch_size):
         prompts = prompt_ids[start : start + batch_size]
         completions = completion_ids[start : start + batch_size]
-        p_len = max(len(p) for p in prompts)
-        c_len = max(len(c) for c in completions)
-        ids = torch.full((len(prompts), p_len + c_len), pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, (p, c) in enumerate(zip(prompts, completions)):
-            ids[i, p_len - len(p) : p_len] = torch.tensor(list(p), dtype=torch.long)
-            mask[i, p_len - len(p) : p_len] = 1
-            if len(c):
-                ids[i, p_len : p_len + len(c)] = torch.tensor(list(c), dtype=torch.long)
-                mask[i, p_len : p_len + len(c)] = 1
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, position_ids, p_len, c_len = pack_prompt_completion(prompts, completions, pad_token_id)
         kwargs: dict[str, Any] = {"output_hidden_states": hidden_states}
         if keep_kw:
             kwargs["logits_to_keep"] = c_len + 1
