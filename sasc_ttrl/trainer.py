@@ -68,6 +68,19 @@ class SASCTrainer(GRPOTrainer):
         if self.use_vllm:
             # Ask vLLM for the top-k logprobs of every generated token (TRL asks for 0: the sampled token only).
             self.vllm_generation.logprobs = args.entropy_top_k
+            truncating = {
+                "top_p": args.top_p != 1.0,
+                "top_k": args.top_k not in (None, 0, -1),
+                "min_p": bool(args.min_p),
+                "repetition_penalty": args.repetition_penalty != 1.0,
+            }
+            if any(truncating.values()):
+                logger.warning(
+                    "use_vllm with %s: TRL's vLLM engine returns logprobs after these are applied, so the top-k "
+                    "entropies are those of the truncated distribution, not of logits / temperature as on the "
+                    "transformers path",
+                    ", ".join(k for k, v in truncating.items() if v),
+                )
 
     # -- capture ---------------------------------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):

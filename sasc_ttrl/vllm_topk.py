@@ -47,8 +47,9 @@ def entropies_from_topk(
     """Top-k entropy per token from per-token top-k logprobs.
 
     Pass ``temperature=1.0`` for vLLM's ``processed_logprobs`` (TRL's colocated engine: temperature already
-    applied) and the sampling temperature for ``raw_logprobs`` (vLLM's default). Missing (None/NaN) entries are
-    ignored.
+    applied) and the sampling temperature for ``raw_logprobs`` (vLLM's default). Processed logprobs are taken after
+    top-p / top-k / min-p / repetition penalty: with any of those active, the cut tokens come back as ``-inf`` and
+    the entropy is that of the truncated distribution. Missing (None/NaN) entries are ignored.
     """
     out = []
     for seq in topk_logprobs:
