@@ -69,7 +69,8 @@ def _finish(
     class_answers = _class_answers(answers, classes)
     rewards = [1.0 if (label_class is not None and c == label_class) else 0.0 for c in classes]
     return VoteResult(
-        pseudo_label=None if label_class is None else class_answers[label_class],
+        # The first answer of the winning class (class ids need not be contiguous when supplied by the caller).
+        pseudo_label=None if label_class is None else answers[classes.index(label_class)],
         label_class=label_class,
         classes=classes,
         class_answers=class_answers,

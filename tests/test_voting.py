@@ -331,3 +331,14 @@ def test_vote_invariants(group, filter_ratio, weighting, temperature):
     assert _class_totals(result)[0] == pytest.approx(
         sum(w for c, w in zip(result.classes, result.weights) if c == result.label_class)
     )
+
+
+def test_caller_supplied_classes_need_not_be_contiguous():
+    """A subset of a question's samples keeps the question-wide class ids (e.g. 1 and 3, no 0 or 2)."""
+    answers = ["7", "8", "7"]
+    classes = [3, 1, 3]
+    majority = majority_vote(answers, classes=classes)
+    assert majority.label_class == 3 and majority.pseudo_label == "7"
+    assert majority.rewards == [1.0, 0.0, 1.0]
+    weighted = sasc_vote(answers, [0.1, 0.5, 0.2], filter_ratio=0.0, classes=classes)
+    assert weighted.pseudo_label == "7"
