@@ -334,7 +334,16 @@ def sample_vllm(
         for key in keys
     ]
     outputs = llm.generate(requests, params, use_tqdm=False)
-    return records_from_vllm(outputs, temperature=temperature, entropy_top_k=entropy_top_k)
+    # An engine built with logprobs_mode="processed_logprobs" (as TRL builds its own) returns logprobs that are
+    # already temperature-scaled; the default raw logprobs are not.
+    processed = "processed" in str(_logprobs_mode(llm))
+    return records_from_vllm(outputs, temperature=1.0 if processed else temperature, entropy_top_k=entropy_top_k)
+
+
+def _logprobs_mode(llm: Any) -> Any:
+    """The engine's ``logprobs_mode`` (``raw_logprobs`` unless it was built otherwise), read defensively."""
+    config = getattr(getattr(llm, "llm_engine", None), "model_config", None)
+    return getattr(config, "logprobs_mode", "raw_logprobs")
 
 
 def load_vllm(model_name_or_path: str, seed: int, entropy_top_k: int = DEFAULT_TOP_K, **llm_kwargs: Any) -> Any:

@@ -225,11 +225,8 @@ def test_sampled_token_logprobs_match_transformers(vllm_run, hf, record_property
 
 
 def test_sample_vllm_records_match_transformers(vllm_run, hf, record_property):
-    """`generation.sample_vllm` (raw logprobs, entropies at the sampling temperature) against transformers."""
+    """`generation.sample_vllm` against transformers, with either logprobs mode of the engine."""
     from sasc_ttrl.generation import sample_vllm
-
-    if vllm_run["mode"] != "raw_logprobs":
-        pytest.skip("sample_vllm applies the temperature to the logprobs itself: it expects vLLM's raw_logprobs")
     model, tokenizer, prompts, prompt_ids = hf
     groups = sample_vllm(
         vllm_run["llm"],
