@@ -44,7 +44,7 @@ class SASCTrainer(GRPOTrainer):
     4. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
        with the vote hyper-parameters of ``args``.
 
-    Nothing else changes: advantages, loss, logging and the vLLM paths are GRPOTrainer's own. Tool calling and
+    Nothing else changes: generation itself, advantages, loss and logging are GRPOTrainer's own. Tool calling and
     custom ``rollout_func`` are not supported (their completions interleave tokens the model did not sample).
     """
 
