@@ -60,6 +60,7 @@ from .generation import (
     sample_vllm,
 )
 from .guided_resample import GuidedOutcome, guided_resample
+from .io_utils import write_atomic
 from .key_steps import KeyStepClient, KeyStepError
 from .rewards import VoteSettings
 from .selection import (
@@ -75,7 +76,7 @@ from .selection import (
 from .selection.base import CALIBRATION_CONFIDENCES, DEEPCONF_MODES, STEP_AGGREGATIONS
 from .selection.self_eval import Judge
 from .selection.verifier import VERIFIER_KINDS, RewardModelVerifier
-from .selection_report import comparison_report, write_atomic, write_comparison
+from .selection_report import comparison_report, write_comparison
 from .voting import WEIGHTINGS
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .io_utils import save_figure_atomic, write_atomic
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
@@ -113,7 +115,7 @@ def plot_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
     fig.suptitle(run["run_name"], fontsize=11)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    save_figure_atomic(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -179,7 +181,7 @@ def plot_compare(runs: Sequence[dict[str, Any]], labels: Sequence[str], path: st
         ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    save_figure_atomic(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -203,8 +205,8 @@ def compare_runs(paths: Sequence[str | os.PathLike], output_dir: str | os.PathLi
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     by_label = dict(zip(labels, runs))
-    (output_dir / "compare.json").write_text(json.dumps(by_label, indent=2))
-    (output_dir / "compare.md").write_text(compare_markdown(runs, labels))
+    write_atomic(output_dir / "compare.json", json.dumps(by_label, indent=2))
+    write_atomic(output_dir / "compare.md", compare_markdown(runs, labels))
     plot_compare(runs, labels, output_dir / "compare.png")
     print_summary(runs, labels, title="Comparison")
     logger.info("comparison written to %s (compare.md, compare.png, compare.json)", output_dir)

@@ -42,6 +42,7 @@ from .generation import (
     sample_transformers,
     sample_vllm,
 )
+from .io_utils import write_atomic
 from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
 from .rewards import VoteSettings
 
@@ -410,7 +411,7 @@ def _check_config(output_dir: Path, settings: dict[str, Any], overwrite: bool) -
                 "output_dir or --overwrite"
             )
     output_dir.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(json.dumps({k: settings[k] for k in SAMPLING_KEYS}, indent=2))
+    write_atomic(config_file, json.dumps({k: settings[k] for k in SAMPLING_KEYS}, indent=2))
 
 
 def main(args: EvalArguments) -> dict[str, Any]:
@@ -449,8 +450,8 @@ def main(args: EvalArguments) -> dict[str, Any]:
         "maj_at_k_definition": MAJ_AT_K_DEFINITION,
         "benchmarks": results,
     }
-    (output_dir / "metrics.json").write_text(json.dumps(run, indent=2))
-    (output_dir / "metrics.md").write_text(run_markdown(run))
+    write_atomic(output_dir / "metrics.json", json.dumps(run, indent=2))
+    write_atomic(output_dir / "metrics.md", run_markdown(run))
     plot_run(run, output_dir / "pass_at_k.png")
     print_summary([run], title=f"Evaluation: {run['run_name']}")
     logger.info("metrics, report and plot written to %s", output_dir)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .io_utils import write_atomic
+
 logger = logging.getLogger(__name__)
 
 REPORT_JSON = "comparison.json"
@@ -104,18 +106,6 @@ def comparison_markdown(report: Mapping[str, Any]) -> str:
     lines.append(f"| {ORACLE} | {_pct(report.get('oracle_pass_at_n'))} | | | | | | |")
     lines += ["", "`guided`: questions whose consensus improved / questions re-sampled with a hint."]
     return "\n".join(lines) + "\n"
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
 
 
 def write_comparison(output_dir: str | os.PathLike, report: Mapping[str, Any]) -> tuple[Path, Path]:
