@@ -39,16 +39,8 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent, is_equivalent
-from .data import load_raw_dataset, render_prompt
-from .evaluate import (
-    ANSWER_COLUMNS,
-    HUB_BENCHMARKS,
-    ID_COLUMNS,
-    PROMPT_COLUMNS,
-    Question,
-    read_samples,
-    reference_answer,
-)
+from .data import render_prompt
+from .evaluate import Question, load_benchmark, read_samples
 from .generation import (
     BACKENDS,
     SampleRecord,
@@ -233,14 +225,6 @@ class BuildArguments:
         )
 
 
-def _column(columns: list[str], wanted: str | None, candidates: Sequence[str], role: str, source: str) -> str | None:
-    if wanted is not None:
-        if wanted not in columns:
-            raise KeyError(f"{source}: {role} column {wanted!r} not found; columns are {columns}")
-        return wanted
-    return next((c for c in candidates if c in columns), None)
-
-
 def load_questions(
     name: str,
     split: str | None = None,
@@ -250,40 +234,9 @@ def load_questions(
 ) -> list[Question]:
     """Questions of a benchmark or data set, with their hidden answers when it has some (``gold=None`` otherwise).
 
-    Named benchmarks missing from the shared folder fall back to their hub data sets, as in `evaluate`.
+    The evaluator's loader ([`evaluate.load_benchmark`]) without its requirement of an answer column.
     """
-    source, split = name, split
-    try:
-        dataset = load_raw_dataset(name, split=split or "test")
-    except FileNotFoundError:
-        if name not in HUB_BENCHMARKS:
-            raise
-        source, default_split = HUB_BENCHMARKS[name]
-        logger.info("%s: no local file, loading %s from the hub", name, source)
-        dataset = load_raw_dataset(source, split=split or default_split)
-    if limit is not None:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    columns = dataset.column_names
-    q_col = _column(columns, prompt_column, PROMPT_COLUMNS, "prompt", name)
-    if q_col is None:
-        raise KeyError(f"{name}: no question column (looked for {list(PROMPT_COLUMNS)}); columns are {columns}")
-    a_col = _column(columns, answer_column, ANSWER_COLUMNS, "answer", name)
-    if a_col is None:
-        logger.info("%s: no hidden answers; the selections are not graded", name)
-    id_col = next((c for c in ID_COLUMNS if c in columns), None)
-    ids = [str(v) for v in dataset[id_col]] if id_col else []
-    if id_col and len(set(ids)) < len(ids):
-        logger.warning("%s: column %r has duplicate ids; questions are keyed by their index", name, id_col)
-        id_col = None
-    return [
-        Question(
-            key=ids[i] if id_col else str(i),
-            index=i,
-            question=str(row[q_col]),
-            gold=reference_answer(row[a_col]) if a_col else None,
-        )
-        for i, row in enumerate(dataset)
-    ]
+    return load_benchmark(name, split, limit, prompt_column, answer_column, require_answer=False)
 
 
 def append_row(handle, row: dict[str, Any]) -> None:

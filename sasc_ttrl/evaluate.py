@@ -206,8 +206,12 @@ def load_benchmark(
     limit: int | None = None,
     prompt_column: str | None = None,
     answer_column: str | None = None,
+    require_answer: bool = True,
 ) -> list[Question]:
     """Load a benchmark's questions and reference answers.
+
+    With ``require_answer=False`` (the offline builder, which also runs on unlabeled test sets) a data set without
+    an answer column gives questions with ``gold=None`` instead of an error.
 
     ``math500``, ``amc``, ``aime24`` (and ``gsm8k``) are read from the shared benchmark folder
     (``$SASC_TTRL_BENCHMARKS_DIR`` or ``../shared/data/benchmarks``) and fall back to their hub data sets. Other
@@ -230,7 +234,12 @@ def load_benchmark(
         dataset = dataset.select(range(min(limit, len(dataset))))
     columns = dataset.column_names
     q_col = _pick_column(columns, prompt_column, PROMPT_COLUMNS, "prompt", name)
-    a_col = _pick_column(columns, answer_column, ANSWER_COLUMNS, "answer", name)
+    if require_answer or answer_column is not None:
+        a_col = _pick_column(columns, answer_column, ANSWER_COLUMNS, "answer", name)
+    else:
+        a_col = next((c for c in ANSWER_COLUMNS if c in columns), None)
+        if a_col is None:
+            logger.info("%s: no hidden answers; nothing will be graded", name)
     id_col = next((c for c in ID_COLUMNS if c in columns), None)
     ids = [str(v) for v in dataset[id_col]] if id_col else []
     if id_col and len(set(ids)) < len(ids):
@@ -238,7 +247,10 @@ def load_benchmark(
         id_col = None
     return [
         Question(
-            key=ids[i] if id_col else str(i), index=i, question=str(row[q_col]), gold=reference_answer(row[a_col])
+            key=ids[i] if id_col else str(i),
+            index=i,
+            question=str(row[q_col]),
+            gold=reference_answer(row[a_col]) if a_col else None,
         )
         for i, row in enumerate(dataset)
     ]
