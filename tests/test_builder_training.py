@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from test_trainer import tiny_config
 from transformers import AutoModelForCausalLM
 from trl import ModelConfig
 
@@ -94,25 +95,10 @@ def test_script_arguments_validate_the_band():
 
 def tiny_training_config(tmp_path, **overrides) -> SASCConfig:
     values = dict(
-        output_dir=str(tmp_path / "train"),
-        num_generations=4,
-        per_device_train_batch_size=8,
-        max_completion_length=48,
-        max_steps=2,
-        learning_rate=1e-3,
-        temperature=0.8,
-        top_k=0,
-        beta=0.0,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        seed=0,
+        output_dir=str(tmp_path / "train"), num_generations=4, per_device_train_batch_size=8, temperature=0.8
     )
     values.update(overrides)
-    return SASCConfig(**values)
+    return tiny_config(tmp_path, **values)
 
 
 def test_trainer_trains_on_a_builder_output(tiny_model_dir, tmp_path):
