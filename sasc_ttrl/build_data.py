@@ -48,8 +48,7 @@ from .generation import (
     grade_records,
     load_transformers_model,
     resolve_backend,
-    sample_transformers,
-    sample_vllm,
+    sample_records,
 )
 from .guided_resample import GuidedOutcome, guided_resample
 from .io_utils import write_atomic
@@ -317,21 +316,20 @@ class SelectionBuilder:
             self._load()
         a = self.args
         prompts = [render_prompt(t, self.tokenizer) for t in texts]
-        common = dict(n=a.n_candidates, temperature=a.temperature, top_p=a.top_p, max_tokens=a.max_tokens, seed=seed)
-        if self.backend == "vllm":
-            groups = sample_vllm(
-                self.llm, prompts, **common, entropy_top_k=a.entropy_top_k, sample_keys=keys, tokenizer=self.tokenizer
-            )
-        else:
-            groups = sample_transformers(
-                self.model,
-                self.tokenizer,
-                prompts,
-                **common,
-                batch_size=a.batch_size,
-                entropy_top_k=a.entropy_top_k,
-                sample_keys=keys,
-            )
+        groups = sample_records(
+            self.backend,
+            self.llm if self.backend == "vllm" else self.model,
+            self.tokenizer,
+            prompts,
+            n=a.n_candidates,
+            temperature=a.temperature,
+            top_p=a.top_p,
+            max_tokens=a.max_tokens,
+            seed=seed,
+            batch_size=a.batch_size,
+            entropy_top_k=a.entropy_top_k,
+            sample_keys=keys,
+        )
         return prompts, groups
 
     def candidates(self, prompt: str, records: list[SampleRecord], needs: set[str]) -> tuple[list[Candidate], float]:

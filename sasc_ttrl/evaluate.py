@@ -39,8 +39,7 @@ from .generation import (
     load_transformers_model,
     load_vllm,
     resolve_backend,
-    sample_transformers,
-    sample_vllm,
+    sample_records,
 )
 from .io_utils import write_atomic
 from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
@@ -322,21 +321,16 @@ class _Sampler:
         a = self.args
         prompts = [render_prompt(q.question, self.tokenizer) for q in questions]
         keys = [q.index for q in questions]
-        common = dict(n=a.n, temperature=a.temperature, top_p=a.top_p, max_tokens=a.max_tokens, seed=a.seed)
-        if self.backend == "vllm":
-            return sample_vllm(
-                self.model,
-                prompts,
-                **common,
-                entropy_top_k=a.entropy_top_k,
-                sample_keys=keys,
-                tokenizer=self.tokenizer,
-            )
-        return sample_transformers(
+        return sample_records(
+            self.backend,
             self.model,
             self.tokenizer,
             prompts,
-            **common,
+            n=a.n,
+            temperature=a.temperature,
+            top_p=a.top_p,
+            max_tokens=a.max_tokens,
+            seed=a.seed,
             batch_size=a.batch_size,
             entropy_top_k=a.entropy_top_k,
             sample_keys=keys,

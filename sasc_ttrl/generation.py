@@ -346,6 +346,35 @@ def _logprobs_mode(llm: Any) -> Any:
     return getattr(config, "logprobs_mode", "raw_logprobs")
 
 
+def sample_records(
+    backend: str,
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    seed: int,
+    batch_size: int,
+    entropy_top_k: int = DEFAULT_TOP_K,
+    sample_keys: Sequence[int] | None = None,
+) -> list[list[SampleRecord]]:
+    """[`sample_vllm`] (``backend="vllm"``, ``model`` a ``vllm.LLM``) or [`sample_transformers`], same record."""
+    common = dict(
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=seed,
+        entropy_top_k=entropy_top_k,
+        sample_keys=sample_keys,
+    )
+    if backend == "vllm":
+        return sample_vllm(model, prompts, **common, tokenizer=tokenizer)
+    return sample_transformers(model, tokenizer, prompts, **common, batch_size=batch_size)
+
+
 def load_vllm(model_name_or_path: str, seed: int, entropy_top_k: int = DEFAULT_TOP_K, **llm_kwargs: Any) -> Any:
     """One ``vllm.LLM`` able to return ``entropy_top_k`` log-probabilities per token (``max_logprobs``)."""
     from vllm import LLM

@@ -88,13 +88,13 @@ def test_resume_after_interruption_gives_the_same_samples_and_metrics(
 ):
     clean_dir, clean = clean_run
     sampled = []
-    real_sample = evaluate.sample_transformers
+    real_sample = evaluate.sample_records
 
-    def counting_sample(model, tokenizer, prompts, **kwargs):
+    def counting_sample(backend, model, tokenizer, prompts, **kwargs):
         sampled.append(list(kwargs["sample_keys"]))
-        return real_sample(model, tokenizer, prompts, **kwargs)
+        return real_sample(backend, model, tokenizer, prompts, **kwargs)
 
-    monkeypatch.setattr(evaluate, "sample_transformers", counting_sample)
+    monkeypatch.setattr(evaluate, "sample_records", counting_sample)
     # First run stops after 3 questions (other batching); then the process dies while writing the 3rd line.
     main(eval_args(tiny_model_dir, dataset, tmp_path, limit=3, batch_size=3, run_name="resumed"))
     samples_file = tmp_path / "samples" / "sums.jsonl"
