@@ -53,7 +53,6 @@ from .generation import (
 from .guided_resample import GuidedOutcome, guided_resample
 from .io_utils import write_atomic
 from .key_steps import KeyStepClient, KeyStepError
-from .rewards import VoteSettings
 from .selection import (
     ALL,
     SELECTION_METHODS,
@@ -68,7 +67,7 @@ from .selection.base import CALIBRATION_CONFIDENCES, DEEPCONF_MODES, STEP_AGGREG
 from .selection.self_eval import Judge
 from .selection.verifier import VERIFIER_KINDS, RewardModelVerifier
 from .selection_report import comparison_report, write_comparison
-from .voting import WEIGHTINGS
+from .vote_arguments import VoteArguments
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ GUIDED_SEED_OFFSET = 1_000_003
 
 
 @dataclass
-class BuildArguments:
+class BuildArguments(VoteArguments):
     """Arguments of ``sasc-ttrl build``.
 
     Args:
@@ -143,9 +142,6 @@ class BuildArguments:
         default="min", metadata={"help": f"Per-step confidences -> one: {', '.join(STEP_AGGREGATIONS)}."}
     )
     entropy_top_k: int = field(default=20, metadata={"help": "k of the top-k entropy (sasc) and top-k logprobs."})
-    filter_ratio: float = field(default=0.2, metadata={"help": "sasc: share of answered candidates gated out."})
-    weight_temperature: float = field(default=1.0, metadata={"help": "sasc: temperature T of exp(-z / T)."})
-    vote_weighting: str = field(default="exp", metadata={"help": f"sasc: {' or '.join(WEIGHTINGS)} vote weights."})
     deepconf_window: int = field(default=2048, metadata={"help": "DeepConf: sliding-window size in tokens."})
     deepconf_eta: float = field(default=0.9, metadata={"help": "DeepConf: share of answered traces kept."})
     deepconf_mode: str = field(
@@ -210,12 +206,7 @@ class BuildArguments:
         return SelectionSettings(
             lambda_weight=self.lambda_weight,
             step_aggregation=self.step_aggregation,
-            vote=VoteSettings(
-                filter_ratio=self.filter_ratio,
-                weight_temperature=self.weight_temperature,
-                weighting=self.vote_weighting,
-                answer_timeout=self.answer_timeout,
-            ),
+            vote=self.vote_settings,
             deepconf_window=self.deepconf_window,
             deepconf_eta=self.deepconf_eta,
             deepconf_mode=self.deepconf_mode,

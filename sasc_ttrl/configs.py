@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ScriptArguments
 
-from .rewards import REWARD_FACTORIES, VoteSettings
+from .rewards import REWARD_FACTORIES
+from .vote_arguments import VoteArguments
 
 ENTROPY_SOURCES = ("generation", "forward")
 TRAIN_SELECTIONS = ("first", "random")
 
 
 @dataclass
-class SASCConfig(GRPOConfig):
+class SASCConfig(GRPOConfig, VoteArguments):
     """Configuration of [`SASCTrainer`]: every `GRPOConfig` field, plus the stability-aware vote.
 
     Args:
@@ -22,12 +23,10 @@ class SASCConfig(GRPOConfig):
             Reward functions by registry name (`sasc`, `majority`) or dotted import path. `majority` is plain TTRL.
         entropy_top_k (`int`, defaults to `20`):
             Number of top logits over which each token's local entropy is taken.
-        filter_ratio (`float`, defaults to `0.2`):
-            Share of a group's answered rollouts dropped by the stability gate (the least stable ones).
-        weight_temperature (`float`, defaults to `1.0`):
-            Temperature of the vote weight `exp(-z / weight_temperature)`.
-        vote_weighting (`str`, defaults to `"exp"`):
-            `"exp"` (stability-weighted vote) or `"uniform"` (gate, then plain majority).
+        filter_ratio, weight_temperature, vote_weighting, gate_statistic, weight_statistic, weight_clip,
+        tail_tokens, window_tokens:
+            The stability-aware vote (see [`VoteArguments`]): by default the least stable 20% by top-k entropy std
+            are dropped and the rest vote with weight `exp(-z)`.
         entropy_source (`str`, defaults to `"generation"`):
             `"generation"` records the entropies while the model generates (no extra cost); `"forward"` recomputes
             them with one extra no-grad forward pass (needed with `use_transformers_continuous_batching`).
@@ -51,15 +50,6 @@ class SASCConfig(GRPOConfig):
         metadata={"help": "Reward functions: registry names (sasc, majority) or dotted import paths."},
     )
     entropy_top_k: int = field(default=20, metadata={"help": "Top-k logits per token for the local entropy."})
-    filter_ratio: float = field(
-        default=0.2, metadata={"help": "Share of answered rollouts per group dropped as least stable, in [0, 1)."}
-    )
-    weight_temperature: float = field(
-        default=1.0, metadata={"help": "Temperature T of the vote weight exp(-z / T); must be > 0."}
-    )
-    vote_weighting: str = field(
-        default="exp", metadata={"help": "Vote weight: 'exp' (exp(-z/T)) or 'uniform' (gate + plain majority)."}
-    )
     entropy_source: str = field(
         default="generation",
         metadata={"help": "'generation' (hook during generation) or 'forward' (extra no-grad forward pass)."},
@@ -123,17 +113,6 @@ class SASCConfig(GRPOConfig):
                     f"train_generations: the {local // n * self.train_generations} kept rollouts per process must "
                     f"split evenly into steps_per_generation ({self.steps_per_generation}) micro-batches"
                 )
-
-    @property
-    def vote_settings(self) -> VoteSettings:
-        """The vote hyper-parameters as the pure core takes them."""
-        return VoteSettings(
-            filter_ratio=self.filter_ratio,
-            weight_temperature=self.weight_temperature,
-            weighting=self.vote_weighting,
-            answer_timeout=self.answer_timeout,
-            vote_log_path=self.vote_log_path,
-        )
 
 
 @dataclass

@@ -56,7 +56,8 @@ def run_markdown(run: dict[str, Any]) -> str:
         f"top_p {s['top_p']}, max_tokens {s['max_tokens']}, seed {s['seed']}, backend {s['backend']}. "
         f"Scores in %. avg@n is the mean accuracy of all samples (TTRL's pass@1); pass@k is the unbiased "
         f"estimator; {run['maj_at_k_definition']} sasc@k uses the stability-aware vote (filter_ratio "
-        f"{s['filter_ratio']}, weight_temperature {s['weight_temperature']}, weighting {s['vote_weighting']}).",
+        f"{s['filter_ratio']}, weight_temperature {s['weight_temperature']}, weighting {s['vote_weighting']}, "
+        f"gate statistic {s.get('gate_statistic', 'std')}, weight statistic {s.get('weight_statistic', 'std')}).",
     ]
     rows = []
     for name, bench in run["benchmarks"].items():

@@ -43,7 +43,7 @@ from .generation import (
 )
 from .io_utils import write_atomic
 from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
-from .rewards import VoteSettings
+from .vote_arguments import VoteArguments
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ ENTROPY_DECIMALS = 6
 
 
 @dataclass
-class EvalArguments:
+class EvalArguments(VoteArguments):
     """Arguments of ``sasc-ttrl eval``.
 
     Args:
@@ -79,9 +79,8 @@ class EvalArguments:
         backend: ``auto`` (vLLM when installed and a GPU is present), ``vllm`` or ``transformers``.
         dtype: Model dtype for the transformers backend / vLLM (``auto``, ``float32``, ``bfloat16``, ...).
         entropy_top_k: k of the per-token top-k entropy recorded for the stability-aware vote.
-        filter_ratio: Share of each block's answered samples dropped by the stability gate (sasc@k).
-        weight_temperature: Temperature of the sasc vote weight ``exp(-z / T)``.
-        vote_weighting: ``exp`` or ``uniform`` (gate, then plain majority).
+        filter_ratio, weight_temperature, vote_weighting, gate_statistic, weight_statistic, ...: the vote of
+            sasc@k ([`VoteArguments`]).
         answer_timeout: Seconds allowed per math-verify check.
         compare: Compare mode: output directories of two or more finished runs to put side by side (nothing is
             sampled; the comparison goes to ``output_dir``).
@@ -113,9 +112,6 @@ class EvalArguments:
     backend: str = field(default="auto", metadata={"help": "auto (vllm if installed and a GPU), vllm, transformers."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto, float32, bfloat16, float16."})
     entropy_top_k: int = field(default=20, metadata={"help": "k of the per-token top-k entropy."})
-    filter_ratio: float = field(default=0.2, metadata={"help": "sasc@k: share of answered samples gated out."})
-    weight_temperature: float = field(default=1.0, metadata={"help": "sasc@k: temperature T of exp(-z / T)."})
-    vote_weighting: str = field(default="exp", metadata={"help": "sasc@k: 'exp' or 'uniform' vote weights."})
     answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
     compare: list[str] | None = field(
         default=None, metadata={"help": "Compare mode: output dirs of two or more finished runs."}
@@ -150,7 +146,7 @@ class EvalArguments:
             raise ValueError("max_tokens, batch_size and entropy_top_k must be >= 1")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        VoteSettings(self.filter_ratio, self.weight_temperature, self.vote_weighting)  # validates the vote fields
+        self.vote_settings  # noqa: B018 - validates the vote fields
         if not self.benchmarks:
             raise ValueError("benchmarks is empty")
         if self.model_name_or_path is None:
@@ -382,12 +378,9 @@ def benchmark_metrics(lines: list[dict[str, Any]], args: EvalArguments) -> dict[
             question_metrics(
                 [r.answer for r in records],
                 [r.correct for r in records],
-                [r.instability for r in records],
+                [r.entropies for r in records],
                 args.k_list,
-                filter_ratio=args.filter_ratio,
-                weight_temperature=args.weight_temperature,
-                weighting=args.vote_weighting,
-                timeout=args.answer_timeout,
+                settings=args.vote_settings,
             )
         )
         answered += sum(r.answer is not None for r in records)

@@ -13,7 +13,7 @@ benchmark's score is the mean of its questions' scores ([`mean_metrics`]).
   independent draw of ``k`` samples and the block mean is an unbiased estimate of the accuracy of a ``k``-sample
   vote; it is deterministic, and the majority and the stability-aware vote are compared on *the same* blocks, so
   their difference is a paired one. ``maj@k`` is the plain majority vote of [`voting.majority_vote`] (TTRL's
-  baseline), ``sasc@k`` the vote of [`voting.sasc_vote`] -- the very functions the trainer's reward calls.
+  baseline), ``sasc@k`` the vote of [`voting.stability_vote`] -- the very functions the trainer's reward calls.
 
 Equivalence classes are computed once per question over all ``n`` answers (``answers.group_equivalent``) and
 renumbered inside each block, so math-verify runs once per distinct pair of answers.
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
-from .voting import majority_vote, sasc_vote
+from .voting import VoteSettings, majority_vote, stability_vote
 
 VOTE_METHODS = ("majority", "sasc")
 MAJ_AT_K_DEFINITION = (
@@ -70,7 +70,7 @@ def _blocks(n: int, k: int) -> list[range]:
     return [range(start, start + k) for start in range(0, n - k + 1, k)]
 
 
-def _renumber(classes: Sequence[int | None]) -> list[int | None]:
+def renumber_classes(classes: Sequence[int | None]) -> list[int | None]:
     """Renumber class ids in order of first appearance (the votes index their classes that way)."""
     mapping: dict[int, int] = {}
     return [None if c is None else mapping.setdefault(c, len(mapping)) for c in classes]
@@ -81,10 +81,8 @@ def vote_at_k(
     correct: Sequence[bool | None],
     k: int,
     method: str = "sasc",
-    instabilities: Sequence[float] | None = None,
-    filter_ratio: float = 0.2,
-    weight_temperature: float = 1.0,
-    weighting: str = "exp",
+    entropies: Sequence[Sequence[float]] | None = None,
+    settings: VoteSettings | None = None,
     classes: Sequence[int | None] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
 ) -> float:
@@ -97,11 +95,9 @@ def vote_at_k(
         answers: Extracted answer of each sample (``None`` when there is none), in sampling order.
         correct: Whether each sample is correct (``None`` counts as wrong).
         k: Number of samples per vote.
-        method: ``"majority"`` ([`voting.majority_vote`]) or ``"sasc"`` ([`voting.sasc_vote`]).
-        instabilities: Instability of each sample; required by ``"sasc"``.
-        filter_ratio: Share of each block's answered samples dropped by the stability gate (``"sasc"``).
-        weight_temperature: Temperature of the ``exp(-z / T)`` vote weight (``"sasc"``).
-        weighting: ``"exp"`` or ``"uniform"`` (``"sasc"``).
+        method: ``"majority"`` ([`voting.majority_vote`]) or ``"sasc"`` ([`voting.stability_vote`]).
+        entropies: Top-k entropy sequence of each sample; required by ``"sasc"``.
+        settings: The stability-aware vote's settings (``"sasc"``; defaults to [`voting.VoteSettings`]()).
         classes: Equivalence classes of all ``n`` answers; computed when omitted.
         timeout: Per-check math-verify timeout.
 
@@ -112,22 +108,20 @@ def vote_at_k(
         raise ValueError(f"method must be one of {VOTE_METHODS}, got {method!r}")
     if len(correct) != len(answers):
         raise ValueError(f"got {len(answers)} answers but {len(correct)} correctness flags")
-    if method == "sasc" and (instabilities is None or len(instabilities) != len(answers)):
-        raise ValueError("the sasc vote needs one instability per answer")
+    if method == "sasc" and (entropies is None or len(entropies) != len(answers)):
+        raise ValueError("the sasc vote needs one entropy sequence per answer")
     classes = list(classes) if classes is not None else group_equivalent(answers, timeout=timeout)
     hits = []
     for block in _blocks(len(answers), k):
         block_answers = [answers[i] for i in block]
-        block_classes = _renumber([classes[i] for i in block])
+        block_classes = renumber_classes([classes[i] for i in block])
         if method == "majority":
             vote = majority_vote(block_answers, classes=block_classes)
         else:
-            vote = sasc_vote(
+            vote = stability_vote(
                 block_answers,
-                [instabilities[i] for i in block],  # type: ignore[index]
-                filter_ratio=filter_ratio,
-                weight_temperature=weight_temperature,
-                weighting=weighting,
+                [entropies[i] for i in block],  # type: ignore[index]
+                settings,
                 classes=block_classes,
             )
         if vote.label_class is None:
@@ -155,11 +149,9 @@ def maj_at_k(
 def question_metrics(
     answers: Sequence[str | None],
     correct: Sequence[bool | None],
-    instabilities: Sequence[float],
+    entropies: Sequence[Sequence[float]],
     k_list: Iterable[int],
-    filter_ratio: float = 0.2,
-    weight_temperature: float = 1.0,
-    weighting: str = "exp",
+    settings: VoteSettings | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, float]:
     """Every metric of one question: ``avg@n``, and ``pass@k``, ``maj@k``, ``sasc@k`` for each ``k``.
@@ -179,10 +171,8 @@ def question_metrics(
             correct,
             k,
             method="sasc",
-            instabilities=instabilities,
-            filter_ratio=filter_ratio,
-            weight_temperature=weight_temperature,
-            weighting=weighting,
+            entropies=entropies,
+            settings=settings,
             classes=classes,
         )
     return result

@@ -22,45 +22,14 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from .answers import DEFAULT_TIMEOUT_SECONDS, extract_answer, group_equivalent, is_equivalent
+from .answers import extract_answer, group_equivalent, is_equivalent
 from .diagnostics import group_diagnostics
 from .stability import instability
-from .voting import WEIGHTINGS, VoteResult, majority_vote, sasc_vote
+from .voting import VoteResult, VoteSettings, majority_vote, stability_vote
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class VoteSettings:
-    """Hyper-parameters of the vote, shared by the online reward and the offline pipeline.
-
-    Attributes:
-        filter_ratio: Share of answered rollouts dropped by the stability gate.
-        weight_temperature: Temperature of the ``exp(-z / T)`` vote weight.
-        weighting: ``"exp"`` or ``"uniform"`` (gate then plain majority).
-        answer_timeout: Seconds allowed for one math-verify check.
-        vote_log_path: When set, the main process appends one JSON line per voted group (answers, instabilities,
-            kept, weights, pseudo-label, rewards, and the rank each rollout came from) to this file.
-    """
-
-    filter_ratio: float = 0.2
-    weight_temperature: float = 1.0
-    weighting: str = "exp"
-    answer_timeout: float | None = DEFAULT_TIMEOUT_SECONDS
-    vote_log_path: str | None = None
-
-    def __post_init__(self):
-        if not 0.0 <= self.filter_ratio < 1.0:
-            raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
-        if self.weight_temperature <= 0:
-            raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting (vote_weighting) must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.answer_timeout is not None and self.answer_timeout <= 0:
-            raise ValueError(f"answer_timeout must be > 0 (or None), got {self.answer_timeout}")
 
 
 def completion_text(completion: Any) -> str:
@@ -176,6 +145,7 @@ def vote_and_reward(
             {
                 "answer": extract_answer(text),
                 "instability": instability(token_entropies[i]) if token_entropies is not None else None,
+                "entropies": list(token_entropies[i]) if vote == "sasc" else None,
                 "group": rollout_group[i] if rollout_group is not None else None,
                 "prompt": None if rollout_group is not None else repr(prompts[i]),
                 "gold": None if answer is None or answer[i] is None else str(answer[i]),
@@ -195,16 +165,8 @@ def vote_and_reward(
         classes = group_equivalent(answers, timeout=settings.answer_timeout)
         majority = majority_vote(answers, classes=classes)
         if vote == "sasc":
-            s = [all_records[i]["instability"] for i in idx]
-            result = sasc_vote(
-                answers,
-                s,
-                filter_ratio=settings.filter_ratio,
-                weight_temperature=settings.weight_temperature,
-                weighting=settings.weighting,
-                classes=classes,
-            )
-            group_instabilities.append(s)
+            result = stability_vote(answers, [all_records[i]["entropies"] for i in idx], settings, classes=classes)
+            group_instabilities.append([all_records[i]["instability"] for i in idx])
         else:
             result = majority
             if token_entropies is not None:

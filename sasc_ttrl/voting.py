@@ -12,9 +12,74 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
-from .stability import zscore
+from .stability import STATISTICS, group_statistic, zscore
 
-WEIGHTINGS = ("exp", "uniform")
+#: Vote weight of a kept rollout from its (weight-statistic) z-score ``z``: ``exp`` = exp(-z / T); ``clipped_exp`` =
+#: exp(-clip(z, -c, c) / T), so two voters' weights differ by at most exp(2c / T) (e = 2.7 with the default c = 0.5,
+#: T = 1: no voter outweighs three others); ``rank`` = linear in the stability rank among the kept, from 1.5 (most
+#: stable) to 0.5 (least), so no voter outweighs three others; ``uniform`` = 1 (the gate alone, then a plain majority).
+WEIGHTINGS = ("exp", "clipped_exp", "rank", "uniform")
+
+
+@dataclass
+class VoteSettings:
+    """Hyper-parameters of the stability-aware vote, shared by the online reward and the offline pipeline.
+
+    Attributes:
+        filter_ratio: Share of answered rollouts dropped by the stability gate (0 turns the gate off).
+        weight_temperature: Temperature ``T`` of the ``exp`` / ``clipped_exp`` weights.
+        weighting: One of [`WEIGHTINGS`] (``uniform`` = gate only).
+        gate_statistic: Instability statistic the gate ranks by (one of [`stability.STATISTICS`]); the method's
+            gate is ``std``.
+        weight_statistic: Instability statistic whose within-group z-score sets the weights.
+        weight_clip: ``c`` of ``clipped_exp``.
+        tail_tokens: Tokens of the ``tail`` statistic.
+        window_tokens: Window of the ``bottom_window`` statistic.
+        answer_timeout: Seconds allowed for one math-verify check.
+        vote_log_path: When set, the main process appends one JSON line per voted group (answers, instabilities,
+            kept, weights, pseudo-label, rewards, and the rank each rollout came from) to this file.
+    """
+
+    filter_ratio: float = 0.2
+    weight_temperature: float = 1.0
+    weighting: str = "exp"
+    gate_statistic: str = "std"
+    weight_statistic: str = "std"
+    weight_clip: float = 0.5
+    tail_tokens: int = 32
+    window_tokens: int = 16
+    answer_timeout: float | None = DEFAULT_TIMEOUT_SECONDS
+    vote_log_path: str | None = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.filter_ratio < 1.0:
+            raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
+        if self.weight_temperature <= 0:
+            raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting (vote_weighting) must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        for name in ("gate_statistic", "weight_statistic"):
+            if getattr(self, name) not in STATISTICS:
+                raise ValueError(f"{name} must be one of {STATISTICS}, got {getattr(self, name)!r}")
+        if self.weight_clip <= 0:
+            raise ValueError(f"weight_clip must be > 0, got {self.weight_clip}")
+        if self.tail_tokens < 1 or self.window_tokens < 1:
+            raise ValueError(
+                f"tail_tokens and window_tokens must be >= 1, got {self.tail_tokens} and {self.window_tokens}"
+            )
+        if self.answer_timeout is not None and self.answer_timeout <= 0:
+            raise ValueError(f"answer_timeout must be > 0 (or None), got {self.answer_timeout}")
+
+    def statistics(
+        self, entropy_seqs: Sequence[Sequence[float]], mask: Sequence[bool] | None = None
+    ) -> tuple[list[float], list[float]]:
+        """The gate scores and the weight scores of a group's rollouts (one [`stability.group_statistic`] each;
+        ``mask`` marks the rollouts a length correction is fitted on)."""
+        params = dict(mask=mask, tail_tokens=self.tail_tokens, window_tokens=self.window_tokens)
+        gate = group_statistic(entropy_seqs, self.gate_statistic, **params)
+        if self.weight_statistic == self.gate_statistic:
+            return gate, gate
+        return gate, group_statistic(entropy_seqs, self.weight_statistic, **params)
 
 
 @dataclass
@@ -134,37 +199,46 @@ def sasc_vote(
     weighting: str = "exp",
     classes: Sequence[int | None] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
+    weight_scores: Sequence[float] | None = None,
+    weight_clip: float = 0.5,
 ) -> VoteResult:
     """Stability-aware vote (DESIGN.md steps 3-6).
 
-    Over the ``m`` rollouts that gave an answer: z-score the instabilities; drop the ``floor(filter_ratio * m)``
-    least stable (largest instability; among equal instabilities the later rollout is dropped first; at least one
-    rollout always stays); each kept rollout votes with weight ``exp(-z / weight_temperature)`` (``weighting="exp"``)
-    or 1 (``weighting="uniform"``: gate + plain majority). The class with the largest total weight wins; ties go
-    to the larger count, then to the class whose earliest kept rollout comes first.
+    Over the ``m`` rollouts that gave an answer: drop the ``floor(filter_ratio * m)`` least stable (largest
+    ``instabilities``; among equal instabilities the later rollout is dropped first; at least one rollout always
+    stays); z-score the ``weight_scores`` (the instabilities when omitted) over the ``m`` answered rollouts; each
+    kept rollout votes with the weight of ``weighting`` (see [`WEIGHTINGS`]). The class with the largest total
+    weight wins; ties go to the larger count, then to the class whose earliest kept rollout comes first.
 
     Args:
         answers: One extracted answer per rollout, ``None`` where there is none.
-        instabilities: One instability (std of the top-k entropy sequence) per rollout.
+        instabilities: Gate score of each rollout (the std of its top-k entropy sequence, by the method).
         filter_ratio: Share of the answered rollouts dropped by the gate, in ``[0, 1)``.
-        weight_temperature: Temperature of the exponential weight (> 0).
-        weighting: ``"exp"`` or ``"uniform"``.
+        weight_temperature: Temperature ``T`` of the ``exp`` and ``clipped_exp`` weights (> 0).
+        weighting: One of [`WEIGHTINGS`].
         classes: Precomputed equivalence classes; computed when omitted.
         timeout: Per-check math-verify timeout.
+        weight_scores: Score whose z-score sets the weights (larger = less stable); defaults to ``instabilities``.
+        weight_clip: ``c`` of ``clipped_exp`` (> 0).
     """
-    if len(answers) != len(instabilities):
-        raise ValueError(f"got {len(answers)} answers but {len(instabilities)} instabilities")
+    weight_scores = instabilities if weight_scores is None else weight_scores
+    if not len(answers) == len(instabilities) == len(weight_scores):
+        raise ValueError(
+            f"got {len(answers)} answers, {len(instabilities)} instabilities and {len(weight_scores)} weight scores"
+        )
     if not 0.0 <= filter_ratio < 1.0:
         raise ValueError(f"filter_ratio must be in [0, 1), got {filter_ratio}")
     if weight_temperature <= 0:
         raise ValueError(f"weight_temperature must be > 0, got {weight_temperature}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if weight_clip <= 0:
+        raise ValueError(f"weight_clip must be > 0, got {weight_clip}")
     classes = list(classes) if classes is not None else group_equivalent(answers, timeout=timeout)
     answered = [i for i, c in enumerate(classes) if c is not None]
     for i in answered:
-        if not math.isfinite(instabilities[i]):
-            raise ValueError(f"instability of rollout {i} is {instabilities[i]}; it must be finite")
+        if not (math.isfinite(instabilities[i]) and math.isfinite(weight_scores[i])):
+            raise ValueError(f"instability of rollout {i} is not finite ({instabilities[i]}, {weight_scores[i]})")
 
     n = len(answers)
     weights = [0.0] * n
@@ -173,18 +247,72 @@ def sasc_vote(
     if not answered:
         return _finish(answers, classes, None, weights, kept, zscores)
 
-    s = [float(instabilities[i]) for i in answered]
-    for i, z in zip(answered, zscore(s)):
+    for i, z in zip(answered, zscore([float(weight_scores[i]) for i in answered])):
         zscores[i] = z
     m = len(answered)
     n_drop = min(math.floor(filter_ratio * m), m - 1)
     # Most stable first; a stable sort keeps the earlier rollout ahead among equals.
     order = sorted(answered, key=lambda i: instabilities[i])
-    for i in order[: m - n_drop]:
+    voters = order[: m - n_drop]
+    for i in voters:
         kept[i] = True
-        weights[i] = math.exp(-zscores[i] / weight_temperature) if weighting == "exp" else 1.0  # type: ignore[operator]
-
+    for i, w in zip(voters, _weights(voters, zscores, weight_scores, weighting, weight_temperature, weight_clip)):
+        weights[i] = w
     return _finish(answers, classes, _weighted_winner(classes, weights, kept), weights, kept, zscores)
+
+
+def _weights(
+    voters: list[int],
+    zscores: Sequence[float | None],
+    scores: Sequence[float],
+    weighting: str,
+    temperature: float,
+    clip: float,
+) -> list[float]:
+    """Vote weight of each kept rollout (see [`WEIGHTINGS`])."""
+    if weighting == "uniform":
+        return [1.0] * len(voters)
+    if weighting == "exp":
+        return [math.exp(-zscores[i] / temperature) for i in voters]  # type: ignore[operator]
+    if weighting == "clipped_exp":
+        return [math.exp(-min(max(zscores[i], -clip), clip) / temperature) for i in voters]  # type: ignore[type-var]
+    # rank: average rank among equal scores (0 = most stable), mapped linearly onto [1.5, 0.5].
+    if len(voters) == 1:
+        return [1.0]
+    values = [float(scores[i]) for i in voters]
+    ordered = sorted(values)
+    ranks = []
+    for v in values:
+        lo = ordered.index(v)
+        hi = len(ordered) - 1 - ordered[::-1].index(v)
+        ranks.append((lo + hi) / 2)
+    return [1.5 - r / (len(voters) - 1) for r in ranks]
+
+
+def stability_vote(
+    answers: Sequence[str | None],
+    entropy_seqs: Sequence[Sequence[float]],
+    settings: VoteSettings | None = None,
+    classes: Sequence[int | None] | None = None,
+) -> VoteResult:
+    """The stability-aware vote from each rollout's top-k entropy sequence: the gate and weight statistics of
+    ``settings`` ([`VoteSettings.statistics`]) feed [`sasc_vote`]. The online reward, the offline selection, the
+    evaluator's ``sasc@k`` and ``compare-votes`` all vote through this function."""
+    settings = settings or VoteSettings()
+    if len(answers) != len(entropy_seqs):
+        raise ValueError(f"got {len(answers)} answers but {len(entropy_seqs)} entropy sequences")
+    classes = list(classes) if classes is not None else group_equivalent(answers, timeout=settings.answer_timeout)
+    gate, weight = settings.statistics(entropy_seqs, mask=[c is not None for c in classes])
+    return sasc_vote(
+        answers,
+        gate,
+        filter_ratio=settings.filter_ratio,
+        weight_temperature=settings.weight_temperature,
+        weighting=settings.weighting,
+        classes=classes,
+        weight_scores=weight,
+        weight_clip=settings.weight_clip,
+    )
 
 
 def weighted_vote(

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from sasc_ttrl.metrics import avg_at_n, maj_at_k, mean_metrics, pass_at_k, question_metrics, vote_at_k
+from sasc_ttrl.voting import VoteSettings
 
 
 def closed_form(n: int, c: int, k: int) -> float:
@@ -77,17 +78,22 @@ def test_maj_at_k_groups_equivalent_answers_and_scores_unanswered_blocks_zero():
         maj_at_k(answers, correct, 7)
 
 
+def _with_std(std: float) -> list[float]:
+    """An entropy sequence whose population std is ``std``."""
+    return [1.0 - std, 1.0 + std]
+
+
 def test_sasc_vote_at_k_uses_the_stability_of_each_sample():
     # Two stable samples answer 1 (right); three unstable ones answer 2. Majority: 2. SASC: the gate drops the
     # least stable sample and the weights exp(-z) favour the stable pair.
     answers = ["1", "2", "1", "2", "2"]
     correct = [True, False, True, False, False]
-    instabilities = [0.1, 0.9, 0.1, 0.95, 1.0]
+    entropies = [_with_std(s) for s in (0.1, 0.9, 0.1, 0.95, 1.0)]
     assert vote_at_k(answers, correct, 5, method="majority") == maj_at_k(answers, correct, 5) == 0.0
-    assert vote_at_k(answers, correct, 5, method="sasc", instabilities=instabilities) == 1.0
+    assert vote_at_k(answers, correct, 5, method="sasc", entropies=entropies) == 1.0
     # Equal weights and no gate: the stability-aware vote is the majority vote.
     uniform = vote_at_k(
-        answers, correct, 5, method="sasc", instabilities=instabilities, filter_ratio=0.0, weighting="uniform"
+        answers, correct, 5, method="sasc", entropies=entropies, settings=VoteSettings(0.0, weighting="uniform")
     )
     assert uniform == 0.0
     with pytest.raises(ValueError):
@@ -97,8 +103,8 @@ def test_sasc_vote_at_k_uses_the_stability_of_each_sample():
 
 
 def test_question_metrics_and_mean():
-    instabilities = [0.1, 0.1, 0.5, 0.0, 0.6, 0.9, 0.9, 0.4]
-    metrics = question_metrics(ANSWERS, CORRECT, instabilities, [1, 2, 4, 8])
+    entropies = [_with_std(s) for s in (0.1, 0.1, 0.5, 0.0, 0.6, 0.9, 0.9, 0.4)]
+    metrics = question_metrics(ANSWERS, CORRECT, entropies, [1, 2, 4, 8])
     assert metrics["avg@8"] == metrics["pass@1"] == 0.25
     assert metrics["pass@8"] == 1.0
     assert metrics["pass@2"] == pytest.approx(closed_form(8, 2, 2))

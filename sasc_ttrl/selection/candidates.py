@@ -125,6 +125,8 @@ class Candidate:
             "answer": self.answer,
             "num_tokens": self.num_tokens,
             "instability": round(self.instability, FEATURE_DECIMALS),
+            # The whole sequence, so that `sasc-ttrl compare-votes` can re-vote saved candidates.
+            "entropies": [round(e, FEATURE_DECIMALS) for e in self.record.entropies],
         }
         if self.token_logprobs is not None:
             out["mean_token_probability"] = round(mean_token_probability(self), FEATURE_DECIMALS)

@@ -1,10 +1,10 @@
-"""``sasc``: the trainer's stability gate and weighted vote ([`voting.sasc_vote`]), with the trainer's settings."""
+"""``sasc``: the trainer's stability gate and weighted vote ([`voting.stability_vote`]) with its settings."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..voting import sasc_vote
+from ..voting import stability_vote
 from .base import Selection, SelectionContext, vote_selection
 from .candidates import Candidate
 from .registry import register_method
@@ -16,13 +16,8 @@ def select_sasc(candidates: Sequence[Candidate], context: SelectionContext) -> S
     candidate's score is its vote weight (0 when gated out), the confidence the winner's share of the weight."""
     settings = context.settings.vote
     instabilities = [c.instability for c in candidates]
-    result = sasc_vote(
-        [c.answer for c in candidates],
-        instabilities,
-        filter_ratio=settings.filter_ratio,
-        weight_temperature=settings.weight_temperature,
-        weighting=settings.weighting,
-        classes=context.classes,
+    result = stability_vote(
+        [c.answer for c in candidates], [c.record.entropies for c in candidates], settings, classes=context.classes
     )
     return vote_selection(
         result,
