@@ -14,6 +14,10 @@ COMMANDS = {
     "train": ("sasc_ttrl.train", "GRPO training with the SASC (or majority) pseudo-label reward"),
     "eval": ("sasc_ttrl.evaluate", "pass@k / maj@k / avg@n evaluation with a report and plots"),
     "build": ("sasc_ttrl.build_data", "offline selection pipeline and data builder"),
+    "prm": ("sasc_ttrl.prm", "Monte-Carlo step labels, a process reward model and an outcome verifier"),
+    "calibrate": ("sasc_ttrl.calibration", "calibration SFT: P(Yes) fitted to soft self-consistency, ECE/Brier"),
+    "self-improve": ("sasc_ttrl.self_improve", "STaR-style rounds: keep agreeing rollouts, hint hard ones, SFT"),
+    "compare-votes": ("sasc_ttrl.compare_votes", "re-vote saved rollouts with every stability variant, with CIs"),
     "make-tiny-model": ("sasc_ttrl.tiny_model", "build the tiny CPU demo model and its data set"),
 }
 
