@@ -17,9 +17,6 @@ COMMANDS = {
     "prm": ("sasc_ttrl.prm", "Monte-Carlo step labels, a process reward model and an outcome verifier"),
     "calibrate": ("sasc_ttrl.calibration", "calibration SFT: P(Yes) fitted to soft self-consistency, ECE/Brier"),
     "self-improve": ("sasc_ttrl.self_improve", "STaR-style rounds: keep agreeing rollouts, hint hard ones, SFT"),
-    "prm": ("sasc_ttrl.prm", "Monte-Carlo step labels, a process reward model and an outcome verifier"),
-    "calibrate": ("sasc_ttrl.calibration", "calibration SFT: P(Yes) fitted to soft self-consistency, ECE/Brier"),
-    "self-improve": ("sasc_ttrl.self_improve", "STaR-style rounds: keep agreeing rollouts, hint hard ones, SFT"),
     "compare-votes": ("sasc_ttrl.compare_votes", "re-vote saved rollouts with every stability variant, with CIs"),
     "make-tiny-model": ("sasc_ttrl.tiny_model", "build the tiny CPU demo model and its data set"),
 }
