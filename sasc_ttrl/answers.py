@@ -12,6 +12,7 @@ Equivalence is decided by `math-verify` (never string equality), with two guards
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -119,7 +120,41 @@ def _verify_uncached_timeout_free(gold: str, pred: str) -> bool:
     gold_parsed, pred_parsed = _parse(gold), _parse(pred)
     if not gold_parsed or not pred_parsed:
         return False
+    if _numbers_clearly_differ(gold_parsed, pred_parsed):
+        return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _numbers_clearly_differ(gold_parsed: list, pred_parsed: list) -> bool:
+    """Whether both answers parsed to plain numbers whose values differ by far more than math-verify's tolerance.
+
+    math-verify then answers "not equivalent" too, but only after ``simplify(gold - pred)``, which takes tens of
+    milliseconds when an irrational (``\\sqrt{2}/2``, ``\\pi/2``) meets another number. Anything else -- symbols,
+    relations, sets, matrices, percentages (``9\\% = 9`` for math-verify), values within 1e-5 -- is left to it.
+    """
+    import sympy
+
+    if len(gold_parsed) != 2 or len(pred_parsed) != 2:
+        return False
+    (gold_expr, gold_text), (pred_expr, pred_text) = gold_parsed, pred_parsed
+    if not (isinstance(gold_text, str) and isinstance(pred_text, str)) or gold_text.strip() == pred_text.strip():
+        return False
+    for expr in (gold_expr, pred_expr):
+        if (
+            not isinstance(expr, sympy.Expr)
+            or isinstance(expr, sympy.MatrixBase | sympy.MatrixExpr)
+            or not expr.is_number
+            or expr.has(sympy.UnevaluatedExpr)
+        ):
+            return False
+    try:
+        gold_value, pred_value = complex(gold_expr.evalf(30)), complex(pred_expr.evalf(30))
+    except (TypeError, ValueError, ArithmeticError):
+        return False
+    if not all(map(math.isfinite, (gold_value.real, gold_value.imag, pred_value.real, pred_value.imag))):
+        return False
+    # math-verify rounds floats to 6 decimals: values 1e-5 (relative, at least absolute) apart never match.
+    return abs(gold_value - pred_value) > 1e-5 * max(1.0, abs(gold_value), abs(pred_value))
 
 
 def _get_executor() -> ThreadPoolExecutor:
@@ -163,6 +198,12 @@ def _safe_verify(gold: str, pred: str) -> bool:
     except Exception as err:  # noqa: BLE001 - a malformed answer must never crash training
         logger.debug("math-verify failed on %r vs %r: %s", gold, pred, err)
         return False
+
+
+def clear_caches() -> None:
+    """Forget every cached parse and verdict (benchmarks measure the cold path with it)."""
+    _parse.cache_clear()
+    _verify_uncached_timeout_free.cache_clear()
 
 
 def group_equivalent(
