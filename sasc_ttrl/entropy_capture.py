@@ -21,12 +21,16 @@ from .stability import topk_entropy_from_logits
 
 
 class EntropyRecorder:
-    """Holds the per-step top-k entropies recorded by [`capture_topk_entropies`]."""
+    """What [`capture_topk_entropies`] records: each decoding step's top-k logits, reduced to entropies at the end.
+
+    A decoding step only runs ``torch.topk`` (one small op, on the logits' device); the softmax and entropy over the
+    ``batch x steps x k`` values run once, in [`per_sequence`]. Memory is ``O(tokens x k)``, never the vocabulary.
+    """
 
     def __init__(self, k: int, temperature: float):
         self.k = k
         self.temperature = temperature
-        self.steps: list[torch.Tensor] = []
+        self.steps: list[torch.Tensor] = []  # one (batch, k) tensor of top-k logits per decoding step
 
     def __call__(self, module, args, output) -> None:
         logits = output[0] if isinstance(output, tuple) else output
@@ -34,7 +38,7 @@ class EntropyRecorder:
             logits = logits.logits
         last = logits[:, -1, :] if logits.dim() == 3 else logits
         with torch.no_grad():
-            self.steps.append(topk_entropy_from_logits(last.detach(), k=self.k, temperature=self.temperature).cpu())
+            self.steps.append(torch.topk(last.detach(), min(self.k, last.shape[-1]), dim=-1).values)
 
     @property
     def num_steps(self) -> int:
@@ -53,9 +57,13 @@ class EntropyRecorder:
                 f"recorded {len(self.steps)} generation steps but a completion has {max(lengths)} tokens; "
                 "the output-embedding hook did not see every decoding step"
             )
-        table = torch.stack(self.steps[: max(lengths)], dim=1) if max(lengths) > 0 else None
-        if table is not None and table.shape[0] != len(lengths):
-            raise RuntimeError(f"recorded entropies for {table.shape[0]} sequences, expected {len(lengths)}")
+        if max(lengths) == 0:
+            return [[] for _ in lengths]
+        top = torch.stack(self.steps[: max(lengths)], dim=1)  # (batch, steps, k)
+        if top.shape[0] != len(lengths):
+            raise RuntimeError(f"recorded entropies for {top.shape[0]} sequences, expected {len(lengths)}")
+        # The values are already the top k: the same entropies as topk_entropy_from_logits on the full logits.
+        table = topk_entropy_from_logits(top, k=self.k, temperature=self.temperature).cpu()
         return [table[i, :n].tolist() if n > 0 else [] for i, n in enumerate(lengths)]
 
 

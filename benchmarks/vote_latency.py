@@ -1,0 +1,161 @@
+"""Latency of one group's vote: equivalence classes + stability-aware vote over 64 MATH-style answers.
+
+The group holds what 64 rollouts of a MATH question answer in practice: the right value in several equivalent
+forms (``\\frac{1}{2}``, ``\\dfrac12``, ``0.5``, ``1/2``, ...), wrong values (some of them also in two forms),
+text answers (``\\text{(B)}``, ``\\text{no solution}``), unparseable fragments, and rollouts with no answer. Timed:
+``group_equivalent(answers)`` then ``sasc_vote(answers, instabilities, classes=...)`` -- what the reward does
+per group.
+
+* **cold**: the project's parse and verdict caches are cleared before the call (a group of new answers);
+* **warm**: the same call again right after (every parse and pairwise verdict cached).
+
+Cold and warm alternate (cold, warm, cold, warm, ...); medians over the repetitions. The first call in the
+process (math-verify and sympy warming up) is reported on its own.
+
+Command (writes its figures to BENCHMARKS.md)::
+
+    python benchmarks/vote_latency.py            # --quick for a seconds-long smoke run
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import record  # sets OMP_NUM_THREADS
+
+from sasc_ttrl.answers import clear_caches, group_equivalent
+from sasc_ttrl.voting import sasc_vote
+
+TARGET_MS = 20.0
+GROUP_SIZE = 64
+
+# (answer, rollouts giving it): 64 in all. The majority answer 1/2 comes in ten forms.
+MATH_STYLE_ANSWERS: list[tuple[str | None, int]] = [
+    ("\\frac{1}{2}", 10),
+    ("\\dfrac{1}{2}", 4),
+    ("\\dfrac12", 3),
+    ("\\frac12", 2),
+    ("0.5", 3),
+    ("1/2", 2),
+    ("\\tfrac{1}{2}", 1),
+    (".5", 1),
+    ("0.50", 1),
+    ("\\frac{2}{4}", 1),
+    ("\\frac{1}{3}", 5),
+    ("\\dfrac{1}{3}", 1),
+    ("\\frac{\\sqrt{2}}{2}", 4),
+    ("\\frac{1}{\\sqrt{2}}", 1),
+    ("2", 3),
+    ("x = \\frac{1}{2}", 2),
+    ("\\frac{\\pi}{2}", 1),
+    ("\\text{(B)}", 2),
+    ("\\text{no solution}", 1),
+    ("\\frac{1}{", 1),
+    ("???", 1),
+    ("\\sqrt{", 1),
+    (None, 13),
+]
+
+
+@dataclass
+class VoteLatencyArguments:
+    """Arguments of the vote-latency benchmark."""
+
+    repeats: int = field(default=21, metadata={"help": "Cold/warm pairs; medians are reported."})
+    seed: int = field(default=0, metadata={"help": "Seed of the rollout order and the instabilities."})
+    quick: bool = field(default=False, metadata={"help": "Few repetitions, for the smoke test."})
+    benchmarks_file: str | None = field(
+        default=None, metadata={"help": "Where the figures are recorded (default: BENCHMARKS.md at the repo root)."}
+    )
+    no_record: bool = field(default=False, metadata={"help": "Print the table only."})
+
+    def __post_init__(self):
+        if self.quick:
+            self.repeats = 3
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+
+
+def math_style_group(seed: int) -> tuple[list[str | None], list[float]]:
+    """64 answers in a shuffled rollout order, and one instability per rollout."""
+    answers = [answer for answer, count in MATH_STYLE_ANSWERS for _ in range(count)]
+    if len(answers) != GROUP_SIZE:
+        raise AssertionError(f"MATH_STYLE_ANSWERS holds {len(answers)} rollouts, expected {GROUP_SIZE}")
+    rng = random.Random(seed)
+    rng.shuffle(answers)
+    return answers, [rng.uniform(0.2, 1.5) for _ in answers]
+
+
+def classes_and_vote(answers: list[str | None], instabilities: list[float]):
+    """What the reward does per group: equivalence classes, then the stability-aware vote."""
+    classes = group_equivalent(answers)
+    return sasc_vote(answers, instabilities, classes=classes)
+
+
+def timed_ms(answers, instabilities) -> tuple[float, object]:
+    """Wall time of one classes + vote call, in ms, and its result."""
+    start = time.perf_counter()
+    result = classes_and_vote(answers, instabilities)
+    return 1000 * (time.perf_counter() - start), result
+
+
+def run(args: VoteLatencyArguments) -> dict:
+    """Measure: the first call, then alternating cold and warm calls."""
+    answers, instabilities = math_style_group(args.seed)
+    clear_caches()
+    first_ms, result = timed_ms(answers, instabilities)
+    cold, warm = [], []
+    for _ in range(args.repeats):
+        clear_caches()
+        ms, cold_result = timed_ms(answers, instabilities)
+        cold.append(ms)
+        ms, warm_result = timed_ms(answers, instabilities)
+        warm.append(ms)
+        if cold_result != result or warm_result != result:
+            raise RuntimeError("the vote changed between repetitions: caching must not change results")
+    return {
+        "first_ms": first_ms,
+        "cold_ms": record.median(cold),
+        "warm_ms": record.median(warm),
+        "classes": len(result.class_answers),
+        "answered": sum(c is not None for c in result.classes),
+        "label": result.pseudo_label,
+    }
+
+
+def report(args: VoteLatencyArguments, result: dict) -> str:
+    """The markdown figures."""
+
+    def verdict(ms: float) -> str:
+        return "met" if ms <= TARGET_MS else "MISSED"
+
+    rows = [
+        ["cold (caches cleared)", f"{result['cold_ms']:.2f}", f"<= {TARGET_MS:g}", verdict(result["cold_ms"])],
+        ["warm (caches filled)", f"{result['warm_ms']:.2f}", f"<= {TARGET_MS:g}", verdict(result["warm_ms"])],
+        ["first call in the process (1 sample)", f"{result['first_ms']:.2f}", "", ""],
+    ]
+    return "\n".join(
+        [
+            f"{GROUP_SIZE} rollouts: {result['answered']} answered, {result['classes']} equivalence classes, "
+            f"pseudo-label `{result['label']}`; median of {args.repeats} cold/warm pairs.",
+            "",
+            record.markdown_table(["classes + vote", "median ms", "target", "verdict"], rows),
+        ]
+    )
+
+
+def main(args: VoteLatencyArguments) -> None:
+    """Run, print the figures, record them."""
+    body = report(args, run(args))
+    print(body)
+    if not args.no_record:
+        path = record.record_figures("vote_latency", "Vote latency: 64 MATH-style answers", body, args.benchmarks_file)
+        print(f"\nrecorded in {path}")
+
+
+if __name__ == "__main__":
+    from trl import TrlParser
+
+    main(*TrlParser((VoteLatencyArguments,)).parse_args_and_config())
