@@ -31,7 +31,7 @@ from pathlib import Path
 
 import record  # sets OMP_NUM_THREADS; sorts before torch
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, ProgressCallback, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, TrlParser
 
 import sasc_ttrl.rewards as rewards_module
@@ -60,6 +60,7 @@ PARTS = [
     ("classes", "`group_equivalent` (math-verify equivalence classes)"),
     ("vote", "the stability-aware vote / `majority_vote` / the plain majority count"),
     ("diagnostics", "`group_diagnostics` (logged label/reward accuracy vs hidden answers)"),
+    ("other", "step - generate - reward: logprobs, loss, backward, optimizer, TRL's bookkeeping"),
 ]
 
 
@@ -219,6 +220,9 @@ def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Ti
         processing_class=tokenizer,
         callbacks=[StepClock(args.seed, timers)],
     )
+    for trainer in trainers.values():  # no per-step log lines or progress bars in the benchmark's output
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
     return trainers, str(model_dir)
 
 
@@ -233,7 +237,7 @@ def run(args: StepOverheadArguments) -> dict:
         start_weights = {v: {k: t.clone() for k, t in tr.model.state_dict().items()} for v, tr in trainers.items()}
         install_timers(timers)
         try:
-            for _ in range(args.repeats):
+            for repeat in range(-1, args.repeats):  # repeat -1: an untimed warm-up pair
                 for variant, trainer in trainers.items():
                     trainer.model.load_state_dict(start_weights[variant])
                     trainer.optimizer, trainer.lr_scheduler = None, None
@@ -242,11 +246,17 @@ def run(args: StepOverheadArguments) -> dict:
                     before = timers.snapshot()
                     trainer.train()
                     after = timers.snapshot()
-                    for part, _ in PARTS:
+                    if repeat < 0:
+                        tokens[variant].clear()
+                        continue
+                    for part, _ in PARTS[:-1]:
                         key = (variant, part)
                         per_rep.setdefault(key, []).append(after.get(key, 0.0) - before.get(key, 0.0))
         finally:
             timers.restore()
+    for variant in trainers:
+        parts = [per_rep[(variant, p)] for p in ("step", "generate", "reward")]
+        per_rep[(variant, "other")] = [step - gen - rew for step, gen, rew in zip(*parts)]
     medians = {key: 1000 * record.median(values) for key, values in per_rep.items()}
     steps_a, steps_b = per_rep[(VARIANT_A, "step")], per_rep[(VARIANT_B, "step")]
     return {
@@ -286,6 +296,12 @@ def report(args: StepOverheadArguments, result: dict) -> str:
 
 def main(args: StepOverheadArguments) -> None:
     """Run, print the figures, record them."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     result = run(args)
