@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 VOTES = ("majority", "sasc")
 HINT_SEED_OFFSET = 1_000_003
 CONFIG_FILE = "self_improve_config.json"
-FREE_KEYS = ("output_dir", "batch_size", "report_to", "answer_timeout")
+FREE_KEYS = ("output_dir", "batch_size", "report_to", "answer_timeout", "stop_after_round")
 
 
 @dataclass
@@ -87,6 +87,9 @@ class SelfImproveArguments(TrainSettings):
     max_kept_per_question: int = field(default=2, metadata={"help": "Distinct kept rollouts per question."})
     output_dir: str = field(default="outputs/self_improve", metadata={"help": "Output directory."})
     overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
+    stop_after_round: int | None = field(
+        default=None, metadata={"help": "Stop once this round is finished (a rerun without it goes on)."}
+    )
     answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
 
     def __post_init__(self):
@@ -352,6 +355,9 @@ def main(args: SelfImproveArguments) -> list[dict[str, Any]]:
     summaries = []
     initial_hard: list[str] = []
     for r in range(args.rounds + 1):
+        if args.stop_after_round is not None and r > args.stop_after_round:
+            logger.info("stopping after round %d (--stop_after_round); rerun to go on", args.stop_after_round)
+            break
         path = round_dir(output_dir, r) / "round.json"
         summary = json.loads(path.read_text()) if r in done else None
         if summary is not None and not summary["trained"] and r < args.rounds:

@@ -9,7 +9,11 @@ import yaml
 
 from sasc_ttrl.train import make_parser
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+ALL_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+# Recipes of the commands built on builder data live in recipes/<Model>/<command>/ and parse with that command.
+OFFLINE_COMMANDS = ("build", "prm", "calibrate", "self-improve")
+RECIPES = [p for p in ALL_RECIPES if p.parent.name not in OFFLINE_COMMANDS]
+OFFLINE_RECIPES = [p for p in ALL_RECIPES if p.parent.name in OFFLINE_COMMANDS]
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(p.parents[2])))
@@ -38,3 +42,15 @@ def test_sasc_and_ttrl_recipes_differ_only_in_the_vote(model):
         differing = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         assert differing == {"reward_funcs", "output_dir"}, (sasc.name, differing)
         assert a["reward_funcs"] == ["sasc"] and b["reward_funcs"] == ["majority"]
+
+
+@pytest.mark.parametrize("recipe", OFFLINE_RECIPES, ids=lambda p: str(p.relative_to(p.parents[2])))
+def test_offline_recipe_parses_with_its_command(recipe):
+    import importlib
+
+    from sasc_ttrl.cli import COMMANDS
+
+    module = importlib.import_module(COMMANDS[recipe.parent.name][0])
+    (args,) = module.make_parser().parse_args_and_config(args=["--config", str(recipe)])
+    raw = yaml.safe_load(recipe.read_text())
+    assert {k: getattr(args, k) for k in raw} == raw

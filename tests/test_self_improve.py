@@ -107,7 +107,9 @@ def test_self_improve_end_to_end_on_the_tiny_model_with_resume(tiny_model_dir, t
         values.update(overrides)
         return SelfImproveArguments(**values)
 
-    summaries = self_improve.main(args(1))
+    assert [s["round"] for s in self_improve.main(args(1, stop_after_round=0))] == [0]
+    assert not (tmp_path / "si" / "round_1").exists()
+    summaries = self_improve.main(args(1))  # goes on with the measuring pass
     assert [s["round"] for s in summaries] == [0, 1] and [s["trained"] for s in summaries] == [True, False]
     first = summaries[0]
     assert first["questions"] == 6 and 0.0 <= first["rollout_accuracy"] <= 1.0
