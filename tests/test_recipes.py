@@ -10,8 +10,8 @@ import yaml
 from sasc_ttrl.train import make_parser
 
 ALL_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
-# Recipes of the commands built on builder data live in recipes/<Model>/<command>/ and parse with that command.
-OFFLINE_COMMANDS = ("build", "prm", "calibrate", "self-improve")
+# Recipes of the offline commands live in recipes/<Model>/<folder>/ and parse with that folder's command.
+OFFLINE_COMMANDS = {"builder": "build", "prm": "prm", "calibrate": "calibrate", "self-improve": "self-improve"}
 RECIPES = [p for p in ALL_RECIPES if p.parent.name not in OFFLINE_COMMANDS]
 OFFLINE_RECIPES = [p for p in ALL_RECIPES if p.parent.name in OFFLINE_COMMANDS]
 
@@ -50,7 +50,7 @@ def test_offline_recipe_parses_with_its_command(recipe):
 
     from sasc_ttrl.cli import COMMANDS
 
-    module = importlib.import_module(COMMANDS[recipe.parent.name][0])
+    module = importlib.import_module(COMMANDS[OFFLINE_COMMANDS[recipe.parent.name]][0])
     (args,) = module.make_parser().parse_args_and_config(args=["--config", str(recipe)])
     raw = yaml.safe_load(recipe.read_text())
     assert {k: getattr(args, k) for k in raw} == raw
