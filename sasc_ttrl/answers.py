@@ -4,7 +4,13 @@ Equivalence is decided by `math-verify` (never string equality), with two guards
 
 * math-verify's own timeouts use POSIX signals, which fail off the main thread (dataloader workers, reward
   threads). They are disabled (``parsing_timeout=None`` / ``timeout_seconds=None``) and a timeout of our own is
-  enforced by running the check in a worker thread. A check that times out counts as "not equivalent".
+  enforced by running the check in a separate process that is killed when it overruns ([`verify_process`]; a
+  thread would not do: sympy evaluating ``9^{9^{9}}`` holds the GIL). A check that times out counts as "not
+  equivalent". Answers longer than ``MAX_VERIFY_CHARS``, or holding a number of more than ``MAX_DIGITS`` digits
+  (estimated without building it), are equal only to the same normalised string.
+* Model output is text, never code: nothing here evaluates it (math-verify parses LaTeX with its own grammar and
+  plain expressions only from digits and operators), and extraction and normalisation run in linear time on any
+  input (1 MB completions, thousands of unbalanced ``\\boxed{``).
 * Identical normalised strings are equivalent without calling math-verify, and every parse and pairwise
   verdict is cached, so grouping a group of rollouts calls math-verify once per *distinct* pair.
 * Two plain numbers whose values differ by far more than math-verify's tolerance are told apart without its
@@ -13,13 +19,14 @@ Equivalence is decided by `math-verify` (never string equality), with two guards
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
+
+from . import verify_process
 
 logger = logging.getLogger(__name__)
 
@@ -29,32 +36,66 @@ logging.getLogger("math_verify.parser").setLevel(logging.ERROR)
 logging.getLogger("math_verify.grader").setLevel(logging.ERROR)
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
+MAX_VERIFY_CHARS = 2000  # longer answers are compared as normalised strings only
 _BOXED_COMMANDS = ("\\boxed", "\\fbox")
-# The closing period must end the sentence (followed by whitespace or the line's end), or "3.5." would give "3".
-_ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.(?=\s|$)|$)", re.IGNORECASE | re.MULTILINE)
+_BOX_OPENINGS = {c: re.compile(re.escape(c) + r" *\{") for c in _BOXED_COMMANDS}
+_BRACES = re.compile(r"[{}]")
+# "the answer is": what follows, up to the line's end or a "$"; the answer ends at the first period that ends a
+# sentence (followed by whitespace or the end), or "3.5." would give "3". Scanned without backtracking.
+_ANSWER_IS = re.compile(r"answer is[:\s]*\$?", re.IGNORECASE)
+_ANSWER_END = re.compile(r"[\n$]")
+_SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
-_executor: ThreadPoolExecutor | None = None
 
 
 def _last_braced_argument(text: str, command: str) -> tuple[int, str] | None:
-    """Return ``(position, content)`` of the last ``command{...}`` in ``text`` with balanced braces, or None."""
-    start = text.rfind(command)
-    while start != -1:
-        i = start + len(command)
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            depth = 0
-            for j in range(i, len(text)):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return start, text[i + 1 : j]
-            # Unbalanced (truncated completion): look at an earlier occurrence.
-        start = text.rfind(command, 0, start)
+    """Return ``(position, content)`` of the last ``command{...}`` in ``text`` with balanced braces, or None.
+
+    One pass over the braces (linear time, whatever the nesting or the number of unbalanced openings).
+    """
+    openings = {m.end() - 1: m.start() for m in _BOX_OPENINGS[command].finditer(text)}
+    if not openings:
+        return None
+    stack: list[int] = []
+    last: tuple[int, str] | None = None
+    for brace in _BRACES.finditer(text):
+        position = brace.start()
+        if text[position] == "{":
+            stack.append(position)
+        elif stack:
+            opened = stack.pop()
+            if opened in openings and (last is None or openings[opened] > last[0]):
+                last = (openings[opened], text[opened + 1 : position])
+    return last
+
+
+def _answer_is(text: str) -> str | None:
+    """The answer of the last "the answer is ..." sentence, or None."""
+    heads = list(_ANSWER_IS.finditer(text))
+    if not heads:
+        return None
+    stops = [m.start() for m in _ANSWER_END.finditer(text)] + [len(text)]
+    ends = [m.start() for m in _SENTENCE_END.finditer(text)]
+    for head in reversed(heads):
+        start = head.end()
+        stop = stops[bisect.bisect_left(stops, start)]
+        i = bisect.bisect_left(ends, start + 1)
+        if i < len(ends) and ends[i] < stop:
+            stop = ends[i]
+        elif stop < len(text) and text[stop] == "$" and not _closing_dollar_ends_answer(text, stop):
+            continue
+        answer = text[start:stop].strip()
+        if answer:
+            return answer
     return None
+
+
+def _closing_dollar_ends_answer(text: str, dollar: int) -> bool:
+    """Whether the ``$`` at ``dollar`` is followed by the end of the line or a sentence-ending period."""
+    after = len(text) - len(text[dollar + 1 :].lstrip())
+    if after == len(text) or "\n" in text[dollar + 1 : after]:
+        return True
+    return text[after] == "." and (after + 1 == len(text) or text[after + 1].isspace())
 
 
 def extract_answer(text: str | None) -> str | None:
@@ -78,10 +119,7 @@ def extract_answer(text: str | None) -> str | None:
     match = _GSM8K_ANSWER.findall(text)
     if match and match[-1].strip():
         return match[-1].strip()
-    match = _ANSWER_IS.findall(text)
-    if match and match[-1].strip():
-        return match[-1].strip()
-    return None
+    return _answer_is(text)
 
 
 _REMOVALS = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "$", "\\displaystyle")
@@ -97,12 +135,12 @@ def normalize_answer(answer: str) -> str:
     for token in _REMOVALS:
         s = s.replace(token, "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s)
+    s = re.sub(r"\\text\{([^{}]*)\}", lambda m: m.group(1).strip(), s)
     s = re.sub(r"\s+", "", s)
     s = s.rstrip(".")
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
-    if re.fullmatch(r"-?\d+\.\d*?0+", s):  # 2.50 -> 2.5, 3.0 -> 3
+    if s.endswith("0") and re.fullmatch(r"-?\d+\.\d+", s):  # 2.50 -> 2.5, 3.0 -> 3
         s = s.rstrip("0").rstrip(".")
     return s
 
@@ -122,9 +160,64 @@ def _verify_uncached_timeout_free(gold: str, pred: str) -> bool:
     gold_parsed, pred_parsed = _parse(gold), _parse(pred)
     if not gold_parsed or not pred_parsed:
         return False
+    if _too_large(gold_parsed) or _too_large(pred_parsed):
+        return False
     if _numbers_clearly_differ(gold_parsed, pred_parsed):
         return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+MAX_DIGITS = 10_000  # no answer has a number with more digits; sympy would spend hours or gigabytes on one
+
+
+def _too_large(parsed: list) -> bool:
+    """Whether a parsed answer holds a number of more than ``MAX_DIGITS`` digits (``9^{9^{9}}``, ``(10^{10})!``).
+
+    Estimated on the unevaluated expression from the logarithms of its parts, so the number is never built. Such an
+    answer is equivalent only to the same normalised string.
+    """
+    import sympy
+
+    sized = (sympy.Pow, sympy.exp, sympy.factorial, sympy.factorial2, sympy.binomial, sympy.Integer)
+    return any(
+        isinstance(expr, sympy.Basic) and _log10_size(node) > MAX_DIGITS
+        for expr in parsed[:1]
+        for node in sympy.preorder_traversal(expr)
+        if isinstance(node, sized)
+    )
+
+
+def _log10_size(expr) -> float:
+    """An estimate of ``log10(|value|)`` of a numeric sub-expression, from above (``0.0`` when unknown or below 1)."""
+    import sympy
+
+    if isinstance(expr, sympy.Integer | sympy.Rational):
+        return max(math.log10(abs(int(expr.p))) if expr.p else 0.0, math.log10(int(expr.q)), 0.0)
+    if isinstance(expr, sympy.Float):
+        return max(math.log10(abs(float(expr))), 0.0) if expr else 0.0
+    if isinstance(expr, sympy.Pow):
+        base, exponent = expr.args
+        return _value(exponent) * _log10_size(base)
+    if isinstance(expr, sympy.exp):
+        return _value(expr.args[0]) * math.log10(math.e)
+    if isinstance(expr, sympy.factorial | sympy.factorial2):
+        n = _value(expr.args[0])  # Stirling: log10(n!) ~ n log10(n / e) + log10(2 pi n) / 2
+        size = n * math.log10(n / math.e) + math.log10(2 * math.pi * n) / 2 if n > 2 else 0.0
+        return size / 2 if isinstance(expr, sympy.factorial2) else size
+    if isinstance(expr, sympy.binomial):
+        n, k = _value(expr.args[0]), _value(expr.args[1])
+        return min(n * math.log10(2), k * math.log10(max(n, 1.0)))
+    if isinstance(expr, sympy.Mul):
+        return sum(_log10_size(arg) for arg in expr.args)
+    if isinstance(expr, sympy.Add):
+        return max(_log10_size(arg) for arg in expr.args) + math.log10(len(expr.args))
+    return 0.0
+
+
+def _value(expr) -> float:
+    """An estimate of ``|value|`` from above (``inf`` when it does not fit a float)."""
+    size = _log10_size(expr)
+    return math.inf if size > 300 else 10.0**size
 
 
 def _numbers_clearly_differ(gold_parsed: list, pred_parsed: list) -> bool:
@@ -159,13 +252,6 @@ def _numbers_clearly_differ(gold_parsed: list, pred_parsed: list) -> bool:
     return abs(gold_value - pred_value) > 1e-5 * max(1.0, abs(gold_value), abs(pred_value))
 
 
-def _get_executor() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="math-verify")
-    return _executor
-
-
 def is_equivalent(gold: str | None, pred: str | None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> bool:
     """Whether ``pred`` is mathematically equivalent to ``gold``.
 
@@ -174,24 +260,29 @@ def is_equivalent(gold: str | None, pred: str | None, timeout: float | None = DE
     Args:
         gold: The reference answer (a pseudo-label or a ground-truth answer).
         pred: The answer to check.
-        timeout: Seconds allowed for one check; a check that takes longer counts as not equivalent. ``None`` runs
-            the check inline with no limit.
+        timeout: Seconds allowed for one check, run in a separate process that is killed when it overruns; a check
+            that takes longer counts as not equivalent. ``None`` runs the check inline (in this thread) with no
+            limit: only for trusted answers.
     """
     if gold is None or pred is None:
         return False
     if normalize_answer(gold) == normalize_answer(pred):
         return True
+    if len(gold) > MAX_VERIFY_CHARS or len(pred) > MAX_VERIFY_CHARS:
+        return False
     if timeout is None:
         return _safe_verify(gold, pred)
-    future = _get_executor().submit(_safe_verify, gold, pred)
-    try:
-        return future.result(timeout=timeout)
-    except FutureTimeout:
-        logger.warning("math-verify timed out after %.1fs on %r vs %r; counted as not equivalent", timeout, gold, pred)
-        # The worker thread cannot be killed; start a fresh executor so the next checks are not queued behind it.
-        global _executor
-        _executor = None
+    return _timed_verdict(gold, pred, float(timeout))
+
+
+@lru_cache(maxsize=262144)
+def _timed_verdict(gold: str, pred: str, timeout: float) -> bool:
+    """math-verify's verdict from the killable process; a timeout is cached as "not equivalent" like any verdict."""
+    verdict = verify_process.verify(gold, pred, timeout)
+    if verdict is None:
+        logger.warning("math-verify: no verdict within %.1fs on %.80r vs %.80r; not equivalent", timeout, gold, pred)
         return False
+    return verdict
 
 
 def _safe_verify(gold: str, pred: str) -> bool:
@@ -206,6 +297,8 @@ def clear_caches() -> None:
     """Forget every cached parse and verdict (benchmarks measure the cold path with it)."""
     _parse.cache_clear()
     _verify_uncached_timeout_free.cache_clear()
+    _timed_verdict.cache_clear()
+    verify_process.clear_cache()
 
 
 def group_equivalent(
