@@ -19,9 +19,10 @@ P(Yes) : P(No) is c : 1 - c (up to ``1 / resolution``).
 
 Calibration is measured on held-out questions that have reference answers (``--eval_dataset_path``, or the last
 ``--eval_fraction`` of the questions): the model's ``P(Yes) / (P(Yes) + P(No))`` for each answered candidate against
-whether the candidate is correct -- expected calibration error ([`expected_calibration_error`], equal-width bins)
-and Brier score -- before (the starting model) and after (the fine-tuned one). Outputs in ``output_dir``:
-``calibration_examples.jsonl``, ``model/``, ``calibration_report.json``; a finished part is not redone.
+whether the candidate is correct -- expected calibration error ([`expected_calibration_error`], equal-width bins),
+Brier score, and AUROC (ranking, which a shift of every P(Yes) towards the base rate does not improve) -- before
+(the starting model) and after (the fine-tuned one). Outputs in ``output_dir``: ``calibration_examples.jsonl``,
+``model/``, ``calibration_report.json``; a finished part is not redone.
 """
 
 from __future__ import annotations
@@ -133,6 +134,18 @@ def brier_score(confidences: Sequence[float], correct: Sequence[bool]) -> float:
     return float(np.mean((p - y) ** 2))
 
 
+def auroc(confidences: Sequence[float], correct: Sequence[bool]) -> float | None:
+    """Probability that a random correct item gets a higher confidence than a random incorrect one (ties count
+    half): how well the confidence *ranks*, which calibration alone does not measure. ``None`` without both kinds."""
+    p = np.asarray(confidences, dtype=np.float64)
+    y = np.asarray(correct, dtype=bool)
+    pos, neg = p[y], p[~y]
+    if not len(pos) or not len(neg):
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
 def yes_no_copies(target: float, resolution: int) -> tuple[int, int]:
     """How many of ``resolution`` copies of an example answer "Yes" and "No" for a target confidence."""
     if not 0.0 <= target <= 1.0:
@@ -207,6 +220,7 @@ def measure(model_name_or_path: str, items: Sequence[tuple[str, bool]], num_bins
     return {
         "ece": expected_calibration_error(probabilities, correct, num_bins),
         "brier": brier_score(probabilities, correct),
+        "auroc": auroc(probabilities, correct),
         "mean_p_yes": float(np.mean(probabilities)),
         "accuracy": float(np.mean(correct)),
         "items": len(items),

@@ -11,6 +11,7 @@ from sasc_ttrl import build_data, calibration
 from sasc_ttrl.build_data import BuildArguments
 from sasc_ttrl.calibration import (
     CalibrationArguments,
+    auroc,
     brier_score,
     calibration_examples,
     expected_calibration_error,
@@ -42,6 +43,13 @@ def test_ece_and_brier_by_hand():
     assert expected_calibration_error([1.0], [True]) == 0.0  # 1.0 falls in the last bin
     with pytest.raises(ValueError, match="as many"):
         brier_score([0.5], [True, False])
+
+
+def test_auroc_by_hand():
+    # Correct: 0.9, 0.4; incorrect: 0.5, 0.4 -> pairs (0.9>0.5, 0.9>0.4, 0.4<0.5, 0.4=0.4) = (1 + 1 + 0 + 0.5) / 4.
+    assert auroc([0.9, 0.4, 0.5, 0.4], [True, True, False, False]) == pytest.approx(2.5 / 4)
+    assert auroc([0.1, 0.9], [False, True]) == 1.0
+    assert auroc([0.3, 0.6], [True, True]) is None
 
 
 def test_yes_no_rows_follow_the_target():
