@@ -134,7 +134,10 @@ def round_summary(rows: Sequence[dict[str, Any]], initial_hard: Sequence[str] | 
 
     Each row has ``id``, ``hard``, ``kept`` (texts), ``kept_unhinted`` (how many kept texts came without a hint),
     ``covered_unhinted`` (at least one unhinted rollout agrees with the target), and, with reference answers,
-    ``rollout_accuracy`` (share of the unhinted rollouts that are correct) and ``vote_correct``.
+    ``rollout_accuracy`` (share of the unhinted rollouts that are correct), ``vote_correct``, ``any_correct`` (an
+    unhinted rollout is correct) and ``any_correct_with_hints`` (a rollout, hinted or not, is correct). The
+    ``*pass_at_n*`` fields are the coverage of the questions by correct rollouts, the measure of tail narrowing
+    that does not take the pseudo-label's word for it.
 
     Args:
         rows: The round's question rows.
@@ -156,10 +159,15 @@ def round_summary(rows: Sequence[dict[str, Any]], initial_hard: Sequence[str] | 
         summary["initial_hard_coverage_without_hints"] = _share([r["covered_unhinted"] for r in tail])
         if tail and all(r.get("vote_correct") is not None for r in tail):
             summary["initial_hard_vote_accuracy"] = _share([r["vote_correct"] for r in tail])
+            summary["initial_hard_pass_at_n"] = _share([r["any_correct"] for r in tail])
     graded = [r for r in rows if r.get("rollout_accuracy") is not None]
     if graded:
         summary["rollout_accuracy"] = float(np.mean([r["rollout_accuracy"] for r in graded]))
         summary["vote_accuracy"] = _share([bool(r["vote_correct"]) for r in graded])
+        summary["pass_at_n"] = _share([r["any_correct"] for r in graded])
+        hard_graded = [r for r in graded if r["hard"]]
+        summary["hard_pass_at_n"] = _share([r["any_correct"] for r in hard_graded])
+        summary["hard_pass_at_n_with_hints"] = _share([r["any_correct_with_hints"] for r in hard_graded])
     return summary
 
 
@@ -237,6 +245,8 @@ class RoundRunner:
                     "covered_unhinted": any(agree),
                     "rollout_accuracy": None if q.gold is None else float(np.mean([bool(r.correct) for r in records])),
                     "vote_correct": None if q.gold is None else bool(agreement([label], q.gold, a.answer_timeout)[0]),
+                    "any_correct": None if q.gold is None else any(bool(r.correct) for r in records),
+                    "any_correct_with_hints": None if q.gold is None else any(bool(r.correct) for r in records),
                     "hint": None,
                     "_texts": [r.text for r in records],
                     "_classes": classes,
@@ -265,6 +275,8 @@ class RoundRunner:
         a = self.args
         row["hint"] = hint
         row["hinted_answers"] = [r.answer for r in records]
+        if row["any_correct"] is not None:
+            row["any_correct_with_hints"] = row["any_correct"] or any(bool(r.correct) for r in records)
         if a.target == "pseudo_label":
             label, classes = pseudo_label(records, a.vote, a.answer_timeout)
             if majority_ratio(classes) > majority_ratio(row["_classes"]):  # consensus improved: trust the new vote

@@ -28,8 +28,11 @@ def test_kept_texts_are_distinct_agreeing_and_capped():
     assert kept_texts(texts, [False] * 6, limit=9) == []
 
 
-def row(qid, hard, kept, kept_unhinted, covered, accuracy=None, vote_correct=None):
+def row(qid, hard, kept, kept_unhinted, covered, accuracy=None, vote_correct=None, hinted_correct=None):
+    any_correct = None if accuracy is None else accuracy > 0
     return {
+        "any_correct": any_correct,
+        "any_correct_with_hints": any_correct if hinted_correct is None else (any_correct or hinted_correct),
         "id": qid,
         "hard": hard,
         "kept": kept,
@@ -44,7 +47,7 @@ def test_round_summary_by_hand():
     rows = [
         row("a", False, ["x", "y"], 2, True, 1.0, True),
         row("b", True, ["h"], 0, False, 0.0, False),  # covered only thanks to a hint
-        row("c", True, [], 0, False, 0.25, False),
+        row("c", True, [], 0, False, 0.0, False, hinted_correct=True),  # a hinted rollout was right
         row("d", True, ["z"], 1, True, 0.5, True),
     ]
     s = round_summary(rows, initial_hard=["b", "d"])
@@ -54,8 +57,10 @@ def test_round_summary_by_hand():
     assert s["coverage"] == pytest.approx(3 / 4)
     assert s["kept_rollouts"] == 4 and s["hinted_kept_rollouts"] == 1
     assert s["initial_hard_questions"] == 2 and s["initial_hard_coverage_without_hints"] == 0.5
-    assert s["initial_hard_vote_accuracy"] == 0.5
-    assert s["rollout_accuracy"] == pytest.approx((1.0 + 0.0 + 0.25 + 0.5) / 4) and s["vote_accuracy"] == 0.5
+    assert s["initial_hard_vote_accuracy"] == 0.5 and s["initial_hard_pass_at_n"] == 0.5
+    assert s["rollout_accuracy"] == pytest.approx((1.0 + 0.0 + 0.0 + 0.5) / 4) and s["vote_accuracy"] == 0.5
+    assert s["pass_at_n"] == 0.5 and s["hard_pass_at_n"] == pytest.approx(1 / 3)
+    assert s["hard_pass_at_n_with_hints"] == pytest.approx(2 / 3)
     # Without reference answers there is no accuracy; without hard questions no hard coverage.
     plain = round_summary([row("a", False, ["x"], 1, True)])
     assert "rollout_accuracy" not in plain and plain["hard_coverage"] is None and "initial_hard_questions" not in plain
