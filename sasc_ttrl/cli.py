@@ -11,6 +11,7 @@ import importlib
 import sys
 
 COMMANDS = {
+    "demo": ("sasc_ttrl.demo", "a real LM learns its test questions without their answers, on CPU (--quick: tiny)"),
     "train": ("sasc_ttrl.train", "GRPO training with the SASC (or majority) pseudo-label reward"),
     "eval": ("sasc_ttrl.evaluate", "pass@k / maj@k / avg@n evaluation with a report and plots"),
     "build": ("sasc_ttrl.build_data", "offline selection pipeline and data builder"),
