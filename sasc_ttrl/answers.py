@@ -24,6 +24,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
+from fractions import Fraction
 from functools import lru_cache
 
 from . import verify_process
@@ -252,6 +253,44 @@ def _numbers_clearly_differ(gold_parsed: list, pred_parsed: list) -> bool:
     return abs(gold_value - pred_value) > 1e-5 * max(1.0, abs(gold_value), abs(pred_value))
 
 
+_INTEGER_OR_DECIMAL = re.compile(r"-?(?:\d{1,15}(?:\.\d{1,15})?|\.\d{1,15})")
+_FRACTIONS = (  # (sign, numerator, denominator), on normalised answers (\dfrac and \tfrac are \frac by then)
+    re.compile(r"(-?)\\frac\{(-?\d{1,15})\}\{(\d{1,15})\}"),
+    re.compile(r"(-?)\\frac(\d)(\d)"),
+    re.compile(r"(-?)(\d{1,15})/(\d{1,15})"),
+)
+
+
+def _plain_rational(answer: str) -> Fraction | None:
+    """The exact value of a plain integer, decimal or fraction answer (``-3``, ``.5``, ``\\dfrac12``, ``3/8``,
+    ``\\frac{-1}{4}``); ``None`` for anything else (percentages, units, sets, ...)."""
+    if "\\text" in answer or "," in answer:  # "\text{5}" and "1,000" are left to math-verify's own reading
+        return None
+    s = normalize_answer(answer)
+    if _INTEGER_OR_DECIMAL.fullmatch(s):
+        return Fraction(s)
+    for pattern in _FRACTIONS:
+        if match := pattern.fullmatch(s):
+            sign, numerator, denominator = match.groups()
+            if int(denominator) == 0:
+                return None
+            return Fraction(int(numerator), int(denominator)) * (-1 if sign else 1)
+    return None
+
+
+def _rational_verdict(gold: str, pred: str) -> bool | None:
+    """math-verify's verdict on two plain rationals, without math-verify: equal values are equivalent, values far
+    beyond its 6-decimal rounding apart are not; ``None`` (ask math-verify) otherwise. Tests check it agrees."""
+    gold_value, pred_value = _plain_rational(gold), _plain_rational(pred)
+    if gold_value is None or pred_value is None:
+        return None
+    if gold_value == pred_value:
+        return True
+    if abs(gold_value - pred_value) > Fraction(1, 100_000) * max(1, abs(gold_value), abs(pred_value)):
+        return False
+    return None
+
+
 def is_equivalent(gold: str | None, pred: str | None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> bool:
     """Whether ``pred`` is mathematically equivalent to ``gold``.
 
@@ -278,6 +317,9 @@ def is_equivalent(gold: str | None, pred: str | None, timeout: float | None = DE
 @lru_cache(maxsize=262144)
 def _timed_verdict(gold: str, pred: str, timeout: float) -> bool:
     """math-verify's verdict from the killable process; a timeout is cached as "not equivalent" like any verdict."""
+    verdict = _rational_verdict(gold, pred)
+    if verdict is not None:  # two plain rationals: decided here, without a round trip to the verify process
+        return verdict
     verdict = verify_process.verify(gold, pred, timeout)
     if verdict is None:
         logger.warning("math-verify: no verdict within %.1fs on %.80r vs %.80r; not equivalent", timeout, gold, pred)

@@ -55,6 +55,63 @@ def fresh_caches():
     clear_caches()
 
 
+# Plain rationals (decided in the caller without math-verify) and look-alikes that must be left to math-verify.
+RATIONALS = [
+    "\\frac{1}{2}",
+    "\\dfrac12",
+    "\\tfrac{1}{2}",
+    ".5",
+    "0.50",
+    "1/2",
+    "\\frac{2}{4}",
+    "-\\frac{1}{2}",
+    "\\frac{-1}{2}",
+    "-0.5",
+    "3/8",
+    "0.375",
+    "\\frac{1}{3}",
+    "0.333333",
+    "0.3333334",
+    "7",
+    "7.",
+    "$7$",
+    "-7",
+    "1,000",
+    "1000",
+    "\\frac{2000}{2}",
+    "\\text{5}",
+    "5",
+    "\\frac{1}{0}",
+    "50\\%",
+    "\\frac{1}{2}x",
+]
+
+
+def test_rational_fast_path_agrees_with_math_verify_on_every_pair():
+    decided = 0
+    for gold, pred in itertools.permutations(RATIONALS, 2):
+        expected = reference_verdict(gold, pred)
+        verdict = answers._rational_verdict(gold, pred)
+        if verdict is not None:
+            decided += 1
+            assert verdict is expected, f"fast path says {verdict} on {gold!r} vs {pred!r}, math-verify {expected}"
+            assert is_equivalent(gold, pred) is expected  # the timed path, where the fast path runs
+        assert is_equivalent(gold, pred, timeout=None) is expected, (gold, pred)
+    assert decided > len(RATIONALS) * 4  # the fast path really decides most pairs of plain rationals
+    assert answers._rational_verdict("\\frac{1}{3}", "0.333333") is None  # within math-verify's rounding
+    assert answers._plain_rational("1,000") is None and answers._plain_rational("\\text{5}") is None
+
+
+def test_rational_fast_path_skips_the_verify_process(monkeypatch):
+    def no_process(*args):
+        raise AssertionError("a plain-rational pair went to the verify process")
+
+    monkeypatch.setattr(answers.verify_process, "verify", no_process)
+    assert is_equivalent("\\dfrac12", "0.5") is True
+    assert is_equivalent("\\frac{1}{3}", "2") is False
+    assert group_equivalent(["1/2", "0.5", "3", "\\frac{6}{2}", None, "-3"]) == [0, 0, 1, 1, None, 2]
+
+
 def test_numeric_fast_path_agrees_with_math_verify_on_every_pair():
     shortcuts = 0
     for gold, pred in itertools.permutations(NUMBERS, 2):
