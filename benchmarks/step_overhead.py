@@ -8,7 +8,7 @@ Two variants on the same tiny model, data, seed and GRPO config:
   logged diagnostics) -- what `sasc-ttrl train` runs.
 
 Each repetition runs one step of A then one step of B (A B A B ...). Before every step the model weights and the
-optimizer are reset to the same starting point, the math-verify caches are cleared (a real step sees new answers)
+optimizer are reset to the same starting point, this process's answer caches are cleared (a real step sees new answers)
 and the RNG is re-seeded, so both variants sample the same completions. A step is timed from the trainer's
 ``on_step_begin`` to ``on_step_end`` (generation, rewards, loss, backward, optimizer step). The parts that SASC
 adds are timed by wrapping the functions that do them (entropy hook, gather, answer parsing, classes, vote,
@@ -34,8 +34,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, ProgressCallback, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, TrlParser
 
+import sasc_ttrl.answers as answers_module
 import sasc_ttrl.rewards as rewards_module
-from sasc_ttrl.answers import clear_caches, extract_answer, group_equivalent
+from sasc_ttrl.answers import extract_answer, group_equivalent
 from sasc_ttrl.configs import SASCConfig
 from sasc_ttrl.data import load_math_dataset
 from sasc_ttrl.entropy_capture import EntropyRecorder
@@ -158,6 +159,18 @@ def install_timers(timers: record.Timers) -> None:
         timers.wrap(rewards_module, name, "vote")
 
 
+def clear_answer_caches() -> None:
+    """Forget the parses and verdicts cached in this process, as a step on new questions would.
+
+    Not `answers.clear_caches()`: that also re-forks the math-verify worker, whose warm-up (~1 s) no training step
+    pays. The worker's own caches stay; the round trips to it are paid again.
+    """
+    for name in ("_parse", "_verify_uncached_timeout_free", "_timed_verdict"):
+        cached = getattr(answers_module, name, None)
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()
+
+
 def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Timers, tokens: dict[str, list[int]]):
     """Both trainers on the same model weights, data and config."""
     model_dir = Path(args.model) if args.model else default_model_dir()
@@ -241,7 +254,7 @@ def run(args: StepOverheadArguments) -> dict:
                 for variant, trainer in trainers.items():
                     trainer.model.load_state_dict(start_weights[variant])
                     trainer.optimizer, trainer.lr_scheduler = None, None
-                    clear_caches()
+                    clear_answer_caches()
                     timers.variant = variant
                     before = timers.snapshot()
                     trainer.train()
