@@ -126,10 +126,11 @@ def run(args: GenerationCaptureArguments) -> dict:
                 times[name].append(time.perf_counter() - start)
                 tokens[name].add(sum(lengths))
     config = model.config
+    shown = str(model_dir).replace(str(Path.home()), "~", 1)
     return {
         "seconds": {name: record.median(values) for name, values in times.items()},
         "tokens": tokens,
-        "model": f"`{model_dir}` ({config.num_hidden_layers} layers, hidden {config.hidden_size}, vocabulary "
+        "model": f"`{shown}` ({config.num_hidden_layers} layers, hidden {config.hidden_size}, vocabulary "
         f"{config.vocab_size:,}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)",
     }
 

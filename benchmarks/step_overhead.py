@@ -236,7 +236,7 @@ def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Ti
     for trainer in trainers.values():  # no per-step log lines or progress bars in the benchmark's output
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
-    return trainers, str(model_dir)
+    return trainers, str(model_dir).replace(str(Path.home()), "~", 1)
 
 
 def run(args: StepOverheadArguments) -> dict:
