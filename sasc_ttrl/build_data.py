@@ -67,6 +67,7 @@ from .selection.base import CALIBRATION_CONFIDENCES, DEEPCONF_MODES, STEP_AGGREG
 from .selection.self_eval import Judge
 from .selection.verifier import VERIFIER_KINDS, RewardModelVerifier
 from .selection_report import comparison_report, write_comparison
+from .validation import check_model_vocabulary, data_errors
 from .vote_arguments import VoteArguments
 
 logger = logging.getLogger(__name__)
@@ -521,10 +522,13 @@ def main(args: BuildArguments) -> dict[str, Any]:
     specs = resolve_methods(args.methods, has_verifier=args.verifier_model_name_or_path is not None)
     backend = resolve_backend(args.backend)
     settings = _settings(args, backend)
+    # Data and vocabulary are checked before anything is written or any weights are read.
+    with data_errors(args.dataset_name):
+        questions = load_questions(
+            args.dataset_name, args.dataset_split, args.limit, args.prompt_column, args.answer_column
+        )
+    check_model_vocabulary(args.model_name_or_path, args.entropy_top_k)
     _check_config(output_dir, settings, args.overwrite)
-    questions = load_questions(
-        args.dataset_name, args.dataset_split, args.limit, args.prompt_column, args.answer_column
-    )
     logger.info(
         "%d questions x %d candidates, methods: %s",
         len(questions),

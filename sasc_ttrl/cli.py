@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from .validation import run_command
+
 COMMANDS = {
     "demo": ("sasc_ttrl.demo", "a real LM learns its test questions without their answers, on CPU (--quick: tiny)"),
     "train": ("sasc_ttrl.train", "GRPO training with the SASC (or majority) pseudo-label reward"),
@@ -36,10 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.print_help()
         raise SystemExit(0 if argv else 2)
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    parser = module.make_parser()
-    parser.prog = f"sasc-ttrl {argv[0]}"
-    args = parser.parse_args_and_config(args=argv[1:])
-    module.main(*args)
+    # Configuration and data errors: one line on stderr, exit code 2 (see sasc_ttrl.validation).
+    run_command(module.make_parser, module.main, f"sasc-ttrl {argv[0]}", argv[1:])
 
 
 if __name__ == "__main__":

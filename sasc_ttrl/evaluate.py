@@ -8,7 +8,7 @@ Command::
 
 (or ``python scripts/evaluate.py --config eval.yaml``). Outputs in ``output_dir``:
 
-* ``samples/<benchmark>.jsonl``: one line per question with its ``n`` sample records, appended and flushed as
+* ``samples/<benchmark>.jsonl``: one line per question with its ``n`` sample records, appended and fsynced as
   each question finishes. A rerun skips the questions already there (a truncated last line is dropped), and since
   every question is seeded by ``(seed, its index)``, it gives the same samples and metrics as an uninterrupted run.
 * ``metrics.json``, ``metrics.md`` and ``pass_at_k.png`` (pass@k / maj@k / sasc@k against k);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,7 @@ from .generation import (
 )
 from .io_utils import write_atomic
 from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
+from .validation import ConfigError, check_model_vocabulary, data_errors
 from .vote_arguments import VoteArguments
 
 logger = logging.getLogger(__name__)
@@ -362,6 +364,7 @@ def sample_benchmark(
                 }
                 file.write(json.dumps(line, ensure_ascii=False) + "\n")
                 file.flush()
+                os.fsync(file.fileno())
                 # The metrics read what the file holds, so a resumed run computes them from identical data.
                 done[q.key] = json.loads(json.dumps(line))
                 progress.update(1)
@@ -428,14 +431,19 @@ def main(args: EvalArguments) -> dict[str, Any]:
         **{k: v for k, v in asdict(args).items() if k not in ("compare", "overwrite", "run_name")},
         "backend": backend,
     }
-    _check_config(output_dir, settings, args.overwrite)
     slugs = [benchmark_slug(name) for name in args.benchmarks]
     if len(set(slugs)) < len(slugs):
-        raise ValueError(f"benchmarks {args.benchmarks} share a file name ({slugs}); evaluate them in separate runs")
-    questions = {
-        slug: (name, load_benchmark(name, args.split, args.limit, args.prompt_column, args.answer_column))
-        for slug, name in zip(slugs, args.benchmarks)
-    }
+        raise ConfigError(f"benchmarks {args.benchmarks} share a file name ({slugs}); evaluate them in separate runs")
+    # Data and vocabulary are checked before anything is written or any weights are read.
+    questions = {}
+    for slug, name in zip(slugs, args.benchmarks):
+        with data_errors(name):
+            questions[slug] = (
+                name,
+                load_benchmark(name, args.split, args.limit, args.prompt_column, args.answer_column),
+            )
+    check_model_vocabulary(args.model_name_or_path, args.entropy_top_k)
+    _check_config(output_dir, settings, args.overwrite)
     sampler = _Sampler(args, backend)
     results = {}
     for slug, (name, qs) in questions.items():

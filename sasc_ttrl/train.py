@@ -13,7 +13,10 @@ Several processes / DeepSpeed::
 
     accelerate launch --config_file accelerate_configs/zero2.yaml scripts/train.py --config recipe.yaml
 
-CLI flags override the YAML, which overrides the defaults.
+CLI flags override the YAML, which overrides the defaults. Resume an interrupted run from its latest checkpoint
+(``save_strategy: steps``) with ``--resume_from_checkpoint auto`` (or a checkpoint folder); a rerun into the same
+``output_dir`` without the flag also continues from there. Configuration and data errors stop the run before any
+model is loaded (one line on stderr, exit code 2; see `validation`).
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import sys
 import datasets
 import transformers
 from transformers import AutoTokenizer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from .configs import SASCConfig, SASCScriptArguments
 from .data import is_builder_output, load_builder_output, load_math_dataset
+from .validation import run_command, validate_train
 
 logger = logging.getLogger(__name__)
 
@@ -97,16 +100,8 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
     logger.info("Model arguments %s", model_args)
     logger.info("Script arguments %s", script_args)
 
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-        logger.info("Checkpoint detected, resuming training at %s", last_checkpoint)
-
-    if not script_args.dataset_name:
-        raise ValueError(
-            "dataset_name is required: a hub name, a local json/jsonl/parquet file, or math500/amc/aime24"
-        )
+    # Data, columns, vocabulary, rewards and the checkpoint to resume from, before any weights are read.
+    checkpoint = validate_train(script_args, training_args, model_args)
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
@@ -133,7 +128,6 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
-    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = train_result.metrics
     metrics["train_samples"] = len(train_dataset)
@@ -184,4 +178,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    run_command(make_parser, main, "sasc-ttrl train")

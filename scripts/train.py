@@ -5,6 +5,7 @@ A thin wrapper around `sasc_ttrl.train` (same as ``sasc-ttrl train``), kept as a
 """
 
 from sasc_ttrl.train import main, make_parser
+from sasc_ttrl.validation import run_command
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    run_command(make_parser, main, "scripts/train.py")
