@@ -1,4 +1,5 @@
-"""The entropy hook's fast top-k (`topk_values`) and its deferred reduction give exactly what the plain code gives."""
+"""The fast top-k (`stability.topk_values`), the entropies built on it and the hook's deferred reduction give exactly
+what the plain `torch.topk` code gives."""
 
 from __future__ import annotations
 
@@ -19,6 +20,17 @@ def test_topk_values_equal_torch_topk(vocab, dtype):
     logits[2, 5::97] = 30.0  # the top values spread over many blocks
     logits[3, 7:40] = 25.0  # ... or crowded into one
     assert torch.equal(topk_values(logits, 20), torch.topk(logits, 20, dim=-1).values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk_size", [1024, 7])
+def test_topk_entropies_equal_the_plain_topk_computation(dtype, chunk_size):
+    logits = (torch.randn(2, 45, 151_936, generator=torch.Generator().manual_seed(1)) * 3).to(dtype)
+    plain = torch.topk(logits, 20, dim=-1).values.float() / 0.8
+    logp = torch.log_softmax(plain, dim=-1)
+    expected = -(logp.exp() * logp).sum(-1)
+    got = topk_entropy_from_logits(logits, k=20, temperature=0.8, chunk_size=chunk_size)
+    assert got.shape == (2, 45) and torch.equal(got, expected)
 
 
 def test_topk_values_on_a_strided_prefill_slice():
