@@ -8,6 +8,9 @@ slice. All ranks call reward functions in the same order, so the collective insi
 Keyword arguments read from TRL (``f(prompts, completions, completion_ids, **kwargs)``):
 
 * ``token_entropies``: per-completion top-k entropy sequences, added by [`SASCTrainer`]. Required by ``sasc``.
+  A NaN or infinite entropy (broken logits) marks its rollout as maximally unstable: the rollout does not vote
+  (as if the gate had dropped it), is rewarded like any other for agreeing with the label, and its finite entropies
+  alone feed the logged diagnostics. Rewards are always finite.
 * ``rollout_group``: per-completion group index, added by [`SASCTrainer`]. Without it, consecutive completions
   of the same prompt form a group.
 * ``answer``: the hidden answer, used ONLY for logged diagnostics.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -141,11 +145,14 @@ def vote_and_reward(
     records = []
     for i in range(n_local):
         text = completion_text(completions[i])
+        entropies = None if token_entropies is None else [float(v) for v in token_entropies[i]]
+        finite = None if entropies is None else [v for v in entropies if math.isfinite(v)]
         records.append(
             {
                 "answer": extract_answer(text),
-                "instability": instability(token_entropies[i]) if token_entropies is not None else None,
-                "entropies": list(token_entropies[i]) if vote == "sasc" else None,
+                "instability": instability(finite) if finite is not None else None,
+                "entropies": finite if vote == "sasc" else None,
+                "broken": finite is not None and len(finite) < len(entropies),
                 "group": rollout_group[i] if rollout_group is not None else None,
                 "prompt": None if rollout_group is not None else repr(prompts[i]),
                 "gold": None if answer is None or answer[i] is None else str(answer[i]),
@@ -165,7 +172,15 @@ def vote_and_reward(
         classes = group_equivalent(answers, timeout=settings.answer_timeout)
         majority = majority_vote(answers, classes=classes)
         if vote == "sasc":
-            result = stability_vote(answers, [all_records[i]["entropies"] for i in idx], settings, classes=classes)
+            broken = [all_records[i]["broken"] for i in idx]
+            voters = [None if b else c for b, c in zip(broken, classes)]
+            voter_answers = [None if b else a for b, a in zip(broken, answers)]
+            result = stability_vote(
+                voter_answers, [all_records[i]["entropies"] for i in idx], settings, classes=voters
+            )
+            if any(broken):  # the non-voters are back in the group and rewarded for agreeing, like gated rollouts
+                result.classes = list(classes)
+                result.rewards = [float(c is not None and c == result.label_class) for c in classes]
             group_instabilities.append([all_records[i]["instability"] for i in idx])
         else:
             result = majority
