@@ -27,7 +27,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sasc_ttrl.data import render_prompt
-from sasc_ttrl.entropy_capture import capture_topk_entropies, forward_topk_entropies
+from sasc_ttrl.entropy_capture import EntropyRecorder, capture_topk_entropies, forward_topk_entropies
 from sasc_ttrl.tiny_model import build_tiny_model
 
 VARIANTS = ("generate", "generate + hook", "generate + forward pass")
@@ -117,18 +117,30 @@ def run(args: GenerationCaptureArguments) -> dict:
     funcs = dict(zip(VARIANTS, (generate, generate_with_hook, generate_then_forward)))
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     tokens: dict[str, set[int]] = {name: set() for name in VARIANTS}
-    with torch.no_grad():
-        for _ in range(args.repeats):
-            for name, func in funcs.items():
-                torch.manual_seed(0)
-                start = time.perf_counter()
-                lengths = func()
-                times[name].append(time.perf_counter() - start)
-                tokens[name].add(sum(lengths))
+    # The hook's own time, measured directly inside the hooked generation (steadier than a difference of totals).
+    timers = record.Timers()
+    timers.wrap(EntropyRecorder, "__call__", "hook")
+    timers.wrap(EntropyRecorder, "per_sequence", "hook")
+    hook_seconds = []
+    try:
+        with torch.no_grad():
+            for _ in range(args.repeats):
+                for name, func in funcs.items():
+                    torch.manual_seed(0)
+                    before = timers.totals[("", "hook")]
+                    start = time.perf_counter()
+                    lengths = func()
+                    times[name].append(time.perf_counter() - start)
+                    tokens[name].add(sum(lengths))
+                    if name == "generate + hook":
+                        hook_seconds.append(timers.totals[("", "hook")] - before)
+    finally:
+        timers.restore()
     config = model.config
     shown = str(model_dir).replace(str(Path.home()), "~", 1)
     return {
         "seconds": {name: record.median(values) for name, values in times.items()},
+        "hook_seconds": record.median(hook_seconds),
         "tokens": tokens,
         "model": f"`{shown}` ({config.num_hidden_layers} layers, hidden {config.hidden_size}, vocabulary "
         f"{config.vocab_size:,}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters)",
@@ -151,6 +163,10 @@ def report(args: GenerationCaptureArguments, result: dict) -> str:
             f"Completion tokens per batch: {n_tokens} ({same}).",
             "",
             record.markdown_table(["variant", "median s", "tokens/s", "time vs generate"], rows),
+            "",
+            f"Time spent in the hook itself (`EntropyRecorder.__call__` + `per_sequence`, timed inside the hooked "
+            f"generation): {1000 * result['hook_seconds']:.1f} ms per batch, "
+            f"{100 * result['hook_seconds'] / base:.2f}% of plain generation.",
         ]
     )
 

@@ -144,6 +144,8 @@ def test_generation_capture_quick(tmp_path):
     for cells in rows.values():
         seconds, tokens_per_s = as_number(cells[1]), as_number(cells[2])
         assert seconds > 0 and tokens_per_s > 0
+    hook = re.search(rf"hook itself .*?: ({NUMBER}) ms per batch, ({NUMBER})% of plain generation", block)
+    assert hook and float(hook.group(1)) > 0
 
 
 @pytest.mark.parametrize("name", ["step_overhead", "vote_latency", "entropy_memory", "generation_capture"])
