@@ -1,7 +1,7 @@
 """Hostile completions: every one is extracted, checked and grouped in bounded time, and nothing in them runs.
 
 Each completion goes through `extract_answer`, `is_equivalent` (raw text and extracted answer against real answers)
-and `group_equivalent`, with a 0.4 s check timeout, and must be done within 2 s, from the main thread and from
+and `group_equivalent`, with a 0.3 s check timeout, and must be done within 2 s, from the main thread and from
 another thread. Payloads that would create a file if anything evaluated them (``eval``, ``exec``, ``sympify``) must
 leave no file behind; a control check proves the payloads are live.
 """
@@ -17,7 +17,7 @@ import pytest
 from sasc_ttrl import answers
 from sasc_ttrl.answers import extract_answer, group_equivalent, is_equivalent
 
-CHECK_TIMEOUT = 0.4
+CHECK_TIMEOUT = 0.3
 BOUND_SECONDS = 2.0
 MB = 1_000_000
 
