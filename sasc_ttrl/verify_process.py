@@ -97,7 +97,10 @@ class _Worker:
         self.buffer = bytearray()
 
     def ask(self, line: bytes, timeout: float) -> bytes:
-        _write_all(self.requests, line)
+        try:
+            _write_all(self.requests, line)
+        except OSError:  # the worker is gone
+            return b"E"
         reply = _read_line(self.replies, self.buffer, timeout)
         return reply if reply in _REPLIES else (b"T" if reply is None and self.alive() else b"E")
 

@@ -193,3 +193,16 @@ def test_nothing_in_a_completion_is_ever_executed(tmp_path):
             is_equivalent(other, answer, timeout=CHECK_TIMEOUT)
             is_equivalent(answer, other, timeout=None)  # even the unbounded in-thread path
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_dead_verify_process_is_replaced():
+    """A server that died (killed, out of memory) is restarted on the next check."""
+    from sasc_ttrl import verify_process
+
+    assert is_equivalent("\\frac{1}{5}", "0.2", timeout=5.0)
+    server = verify_process._client.process
+    server.kill()
+    server.wait()
+    answers.clear_caches()
+    assert is_equivalent("\\frac{2}{5}", "0.4", timeout=30.0) is True
+    assert verify_process._client.process is not server
