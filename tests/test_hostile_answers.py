@@ -199,10 +199,10 @@ def test_a_dead_verify_process_is_replaced():
     """A server that died (killed, out of memory) is restarted on the next check."""
     from sasc_ttrl import verify_process
 
-    assert is_equivalent("\\frac{1}{5}", "0.2", timeout=5.0)
+    assert is_equivalent("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", timeout=5.0)
     server = verify_process._client.process
     server.kill()
     server.wait()
     answers.clear_caches()
-    assert is_equivalent("\\frac{2}{5}", "0.4", timeout=30.0) is True
+    assert is_equivalent("2\\sqrt{2}", "\\sqrt{8}", timeout=30.0) is True
     assert verify_process._client.process is not server
