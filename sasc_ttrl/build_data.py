@@ -67,7 +67,7 @@ from .selection.base import CALIBRATION_CONFIDENCES, DEEPCONF_MODES, STEP_AGGREG
 from .selection.self_eval import Judge
 from .selection.verifier import VERIFIER_KINDS, RewardModelVerifier
 from .selection_report import comparison_report, write_comparison
-from .validation import check_model_vocabulary, data_errors
+from .validation import check_model_vocabulary, data_errors, run_command
 from .vote_arguments import VoteArguments
 
 logger = logging.getLogger(__name__)
@@ -548,4 +548,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    run_command(make_parser, main, "sasc-ttrl build")

@@ -44,7 +44,7 @@ from .generation import (
 )
 from .io_utils import write_atomic
 from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
-from .validation import ConfigError, check_model_vocabulary, data_errors
+from .validation import ConfigError, check_model_vocabulary, data_errors, run_command
 from .vote_arguments import VoteArguments
 
 logger = logging.getLogger(__name__)
@@ -471,4 +471,4 @@ def make_parser() -> TrlParser:
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    run_command(make_parser, main, "sasc-ttrl eval")

@@ -10,6 +10,7 @@ Same as ``sasc-ttrl build``; see `sasc_ttrl.build_data` for the arguments and ou
 """
 
 from sasc_ttrl.build_data import main, make_parser
+from sasc_ttrl.validation import run_command
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    run_command(make_parser, main, "scripts/build_data.py")

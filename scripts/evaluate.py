@@ -10,7 +10,7 @@ Same as ``sasc-ttrl eval``; see `sasc_ttrl.evaluate` for the arguments and outpu
 """
 
 from sasc_ttrl.evaluate import main, make_parser
+from sasc_ttrl.validation import run_command
 
 if __name__ == "__main__":
-    parser = make_parser()
-    main(*parser.parse_args_and_config())
+    run_command(make_parser, main, "scripts/evaluate.py")
