@@ -43,7 +43,7 @@ from .evaluate import read_samples
 from .finetune import TrainSettings, save_atomic
 from .generation import BACKENDS, load_transformers_model, resolve_backend, sample_records
 from .io_utils import write_atomic
-from .rollout_data import TARGETS, QuestionRollouts, agreement, read_builder_rollouts
+from .rollout_data import QuestionRollouts, agreement, read_builder_rollouts
 from .step_labels import RULES, StepLabelSettings, encode_steps, label_steps
 
 logger = logging.getLogger(__name__)
@@ -369,6 +369,3 @@ def make_parser() -> TrlParser:
 
 if __name__ == "__main__":
     main(*make_parser().parse_args_and_config())
-
-
-__all__ = ["PRMArguments", "STAGES", "TARGETS", "label_dataset", "preference_pairs", "train_orm", "train_prm"]
