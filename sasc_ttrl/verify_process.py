@@ -122,9 +122,11 @@ class _Worker:
 
 def serve() -> None:
     """The server loop: read requests on stdin, answer on stdout, kill and re-fork the worker on a timeout."""
-    import math_verify  # noqa: F401 - imported once here, inherited by every forked worker
+    from sasc_ttrl.answers import _safe_verify, clear_caches
 
-    import sasc_ttrl.answers  # noqa: F401 - silences math-verify's per-call warnings
+    # Import and initialise math-verify's parsers once, here: every forked worker inherits them ready to use.
+    _safe_verify("\\frac{\\sqrt{2}}{2}", "\\{x^{2} + 1, 0.5\\%\\}")
+    clear_caches()
 
     stdin, stdout = sys.stdin.buffer.fileno(), sys.stdout.buffer.fileno()
     worker = _Worker()
