@@ -98,7 +98,7 @@ def wrapped(code: str) -> list[str]:
 def warm_verify_process():
     """Start the verify process outside the timed cases; leave no quarantined answers behind."""
     answers.clear_caches()
-    assert is_equivalent("\\frac{1}{2}", "0.5", timeout=30.0)
+    assert is_equivalent("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}", timeout=30.0)  # irrational: a real check
     yield
     answers.clear_caches()
 
@@ -125,7 +125,7 @@ def test_each_hostile_completion_is_handled_in_bounded_time(name):
     if answer is not None:
         assert classes[0] == classes[2] == 0  # an answer is always equivalent to itself
     # Nothing is poisoned: the checker still gives real verdicts.
-    assert is_equivalent("\\frac{3}{4}", "0.75", timeout=5.0) is True
+    assert is_equivalent("\\sqrt{12}", "2\\sqrt{3}", timeout=5.0) is True
 
 
 def test_hostile_completions_off_the_main_thread():
@@ -172,7 +172,7 @@ def test_a_runaway_check_is_stopped_not_left_running():
     assert is_equivalent("5", "\\sum_{k=1}^{10^{12}} k^{k}", timeout=CHECK_TIMEOUT) is False
     timed_out = time.perf_counter() - start
     start = time.perf_counter()
-    assert is_equivalent("\\frac{1}{8}", "0.125", timeout=5.0) is True
+    assert is_equivalent("\\sqrt{8}", "2\\sqrt{2}", timeout=5.0) is True
     assert time.perf_counter() - start < 1.0
     assert CHECK_TIMEOUT <= timed_out < BOUND_SECONDS
 
