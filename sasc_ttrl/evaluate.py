@@ -280,9 +280,7 @@ def read_samples(path: str | Path) -> dict[str, dict[str, Any]]:
         good.append(line)
     clean = "".join(line + "\n" for line in good)
     if clean != raw:
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(clean, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, clean)  # a kill now leaves either the old file or the clean one
     return done
 
 
