@@ -161,3 +161,26 @@ def test_auto_resume_picks_the_latest_complete_checkpoint(tmp_path):
     assert resolve_resume_checkpoint(str(tmp_path / "checkpoint-2"), str(tmp_path)) == str(tmp_path / "checkpoint-2")
     with pytest.raises(ValueError, match="no trainer_state.json"):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-12"), str(tmp_path))
+
+
+@pytest.mark.slow
+def test_real_process_exit_code_and_message(tiny_model_dir, data, tmp_path):
+    """The same through a real ``python -m sasc_ttrl.cli`` process: exit status 2, the error as the last line."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "sasc_ttrl.cli", "train", "--config", RECIPE,
+        "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(data), "--output_dir", str(out),
+        "--answer_column", "solution",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"sasc-ttrl train: error: {data}: answer column 'solution' not found; columns are "
+        "['prompt', 'answer', 'source', 'id']"
+    )
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
