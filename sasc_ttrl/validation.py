@@ -6,8 +6,9 @@ created). What is checked:
 
 * while parsing (the config dataclasses' own checks): unknown reward name, ``filter_ratio`` outside ``[0, 1)``,
   ``entropy_top_k < 1``, ``num_generations < 2`` (TRL), and every other field check;
-* [`validate_train`]: the data file exists and reads, the prompt column (and a named answer column) exist -- the
-  error lists the columns there are --, ``entropy_top_k`` is at most the model's vocabulary (read from its config
+* [`validate_train`]: the data file exists and reads, the prompt column exists, and so does the answer column when
+  one other than the default ``answer`` is named (unlabeled data may lack ``answer``) -- the error lists the
+  columns there are --, ``entropy_top_k`` is at most the model's vocabulary (read from its config
   only, no weights), dotted reward paths import, and ``--resume_from_checkpoint`` (a path or ``auto``) names a
   complete checkpoint;
 * [`check_model_vocabulary`] and [`data_errors`] do the same for ``sasc-ttrl eval`` and ``sasc-ttrl build``.
