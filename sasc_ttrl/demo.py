@@ -52,15 +52,15 @@ WORD_PROBLEM_EXAMPLE = (
 # Defaults of the real-model demo and of --quick (the tiny model); a flag given on the command line wins.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(
-        num_train_questions=16,
-        num_held_out_questions=16,
-        eval_samples=8,
+        num_train_questions=8,
+        num_held_out_questions=8,
+        eval_samples=6,
         eval_temperature=0.8,
-        max_completion_length=32,
-        num_generations=8,
+        max_completion_length=26,
+        num_generations=6,
         prompts_per_step=2,
-        max_steps=8,
-        learning_rate=2e-4,
+        max_steps=5,
+        learning_rate=5e-4,
         lora_r=16,
         temperature=1.0,
         task="word_problems",
@@ -123,7 +123,10 @@ class DemoArguments:
     learning_rate: float | None = _preset("learning_rate", "Learning rate of the LoRA adapter.")
     lora_r: int | None = _preset("lora_r", "LoRA rank (alpha = 2 r, on every linear layer).")
     temperature: float | None = _preset("temperature", "Rollout sampling temperature during training.")
-    eval_batch_size: int = field(default=8, metadata={"help": "Questions per generation call when evaluating."})
+    eval_batch_size: int = field(
+        default=2,
+        metadata={"help": "Questions per generate call when evaluating (small: a batch runs until its longest row)."},
+    )
 
     def __post_init__(self):
         if isinstance(self.methods, str):
