@@ -130,7 +130,8 @@ def zscore(values: Sequence[float], eps: float = 1e-6) -> list[float]:
         return []
     arr = np.asarray(values, dtype=np.float64)
     std = float(arr.std())
-    if std == 0.0 or not math.isfinite(std):
+    # Equal values can give a std of ~1e-17 in floating point; they are one value, not a spread.
+    if std == 0.0 or not math.isfinite(std) or np.ptp(arr) == 0.0:
         return [0.0] * len(arr)
     return ((arr - arr.mean()) / (std + eps)).tolist()
 

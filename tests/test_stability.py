@@ -236,5 +236,6 @@ def test_zscore_eps():
 
 def test_zscore_degenerate():
     assert zscore([0.3, 0.3, 0.3]) == [0.0, 0.0, 0.0]
+    assert zscore([0.4, 0.4, 0.4]) == [0.0, 0.0, 0.0]  # its float std is ~1e-17, not 0
     assert zscore([5.0]) == [0.0]
     assert zscore([]) == []
