@@ -77,7 +77,7 @@ def variant_name(settings: VoteSettings) -> str:
         weight = f"{settings.weighting}({settings.weight_statistic})"
         if settings.weighting in ("exp", "clipped_exp") and settings.weight_temperature != 1.0:
             weight += f" T={settings.weight_temperature:g}"
-        if settings.weighting == "clipped_exp" and settings.weight_clip != 1.0:
+        if settings.weighting == "clipped_exp" and settings.weight_clip != VoteSettings.weight_clip:
             weight += f" c={settings.weight_clip:g}"
     return f"{gate} + {weight}"
 
@@ -404,7 +404,7 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{100 * r['delta_ci_high']:+.1f}]"
             )
         table.add_row(name, *cells)
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 def make_parser() -> TrlParser:
