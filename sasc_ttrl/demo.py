@@ -180,7 +180,7 @@ def make_questions(args: DemoArguments) -> tuple[list[dict], list[dict]]:
         train, held_out = _sums_split(args.num_train_questions, args.num_held_out_questions, args.seed)
     else:
         train, held_out = make_split(args.num_train_questions, args.num_held_out_questions, seed=args.seed)
-    return [_with_messages(q, args.task) for q in train], [_with_messages(q, args.task) for q in held_out]
+    return [chat_question(q, args.task) for q in train], [chat_question(q, args.task) for q in held_out]
 
 
 def _sums_split(n_train: int, n_held_out: int, seed: int) -> tuple[list[dict], list[dict]]:
@@ -195,7 +195,8 @@ def _sums_split(n_train: int, n_held_out: int, seed: int) -> tuple[list[dict], l
     return rows[:n_train], rows[n_train:]
 
 
-def _with_messages(question: dict, task: str) -> dict:
+def chat_question(question: dict, task: str) -> dict:
+    """A question as the demo asks it: chat messages (one worked example for word problems), with its answer."""
     from .data import MATH_INSTRUCTION
 
     if task == "sums":  # the tiny model was trained on exactly this prompt
