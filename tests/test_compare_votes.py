@@ -190,3 +190,29 @@ def test_compare_votes_rejects_an_empty_file(tmp_path):
     with pytest.raises(ValueError, match="no questions"):
         compare_votes(CompareVotesArguments(samples=[str(empty)], output_dir=str(tmp_path / "o")))
     assert not (tmp_path / "o").exists()
+
+
+def test_sampling_script_then_compare_votes_end_to_end(tiny_model_dir, tmp_path):
+    """The sampling script writes graded rollouts with entropies; compare-votes reads them; a rerun resumes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "sample_task_world.py"
+    output = tmp_path / "rollouts.jsonl"
+    command = [sys.executable, str(script), "--model", str(tiny_model_dir), "--n_questions", "3", "--n", "4"]
+    command += ["--max_tokens", "6", "--batch_size", "2", "--output", str(output)]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["tw0-0", "tw0-1", "tw0-2"]
+    for line in lines:
+        assert len(line["samples"]) == 4
+        for sample in line["samples"]:
+            assert len(sample["entropies"]) == len(sample["token_ids"]) > 0
+            assert isinstance(sample["correct"], bool)
+    subprocess.run(command, check=True, capture_output=True, timeout=300)  # everything done: nothing appended
+    assert output.read_text().count("\n") == 3
+    report = compare_votes(
+        CompareVotesArguments(samples=[str(output)], k_list=[1, 4], bootstrap=20, output_dir=str(tmp_path / "cv"))
+    )
+    assert report["num_questions"] == 3 and len(report["results"]["4"]) == len(default_variants())
