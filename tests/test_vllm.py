@@ -227,6 +227,7 @@ def test_sampled_token_logprobs_match_transformers(vllm_run, hf, record_property
 def test_sample_vllm_records_match_transformers(vllm_run, hf, record_property):
     """`generation.sample_vllm` against transformers, with either logprobs mode of the engine."""
     from sasc_ttrl.generation import sample_vllm
+
     model, tokenizer, prompts, prompt_ids = hf
     groups = sample_vllm(
         vllm_run["llm"],
