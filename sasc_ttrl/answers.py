@@ -47,6 +47,12 @@ _ANSWER_IS = re.compile(r"answer is[:\s]*\$?", re.IGNORECASE)
 _ANSWER_END = re.compile(r"[\n$]")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
+# "the answer is 18, which is Sam's total" -> "18": a number followed by a comma and words, or by a connective, is the
+# number (tuples such as "1, 2" and expressions such as "2 x" are left alone).
+_NUMBER_THEN_PROSE = re.compile(
+    r"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?)"
+    r"(?:,\s+[a-z]|\s+(?:which|because|since|so|as|and|that|is|are|for)\b)"
+)
 
 
 def _last_braced_argument(text: str, command: str) -> tuple[int, str] | None:
@@ -87,7 +93,8 @@ def _answer_is(text: str) -> str | None:
             continue
         answer = text[start:stop].strip()
         if answer:
-            return answer
+            prose = _NUMBER_THEN_PROSE.match(answer)
+            return prose.group(1) if prose else answer
     return None
 
 

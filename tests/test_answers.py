@@ -40,6 +40,11 @@ from sasc_ttrl.answers import extract_answer, group_equivalent, is_equivalent, n
         ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
         # A decimal point is not the end of the sentence.
         ("The answer is 3.5.", "3.5"),
+        ("So the answer is 18, which is Sam's new total apples.", "18"),
+        ("The answer is 1,250 because 1,000 + 250 = 1,250.", "1,250"),
+        ("The answer is -4 since x = -4.", "-4"),
+        ("The answer is 1, 2", "1, 2"),
+        ("The answer is 2 x + 3", "2 x + 3"),
         ("The answer is $3.5$.", "3.5"),
         ("The answer is 0.25", "0.25"),
         ("The answer is 7.\nThen some text", "7"),
