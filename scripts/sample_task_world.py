@@ -3,7 +3,8 @@ samples file that `sasc-ttrl compare-votes` reads (the format of `sasc-ttrl eval
 
 The questions are `task_world.make_questions(n_questions, seed)`; the prompt is the demo's one-shot chat prompt
 (`demo.chat_question`), which makes SmolLM2-135M-Instruct answer in one short line. Resumable: questions already
-in the output are skipped (lines are appended and flushed per batch; a torn last line is dropped on rerun).
+in the output are skipped (the evaluator's `sample_benchmark`: one line per question, fsynced; a torn last
+line is dropped on rerun).
 
     python scripts/sample_task_world.py --model ~/.cache/sasc_ttrl/smollm2-135m-instruct --n_questions 200 --n 16 \\
         --output runs/votes/smollm2-task-world.jsonl                       # transformers
@@ -13,15 +14,13 @@ in the output are skipped (lines are appended and flushed per batch; a torn last
 from __future__ import annotations
 
 import argparse
-import json
-import os
 from pathlib import Path
+from types import SimpleNamespace
 
-from tqdm.auto import tqdm
-
+from sasc_ttrl.answers import DEFAULT_TIMEOUT_SECONDS
 from sasc_ttrl.demo import chat_question
-from sasc_ttrl.evaluate import ENTROPY_DECIMALS, read_samples
-from sasc_ttrl.generation import grade_records, load_transformers_model, load_vllm, sample_records
+from sasc_ttrl.evaluate import Question, sample_benchmark
+from sasc_ttrl.generation import load_transformers_model, load_vllm, sample_records
 from sasc_ttrl.task_world import make_questions
 
 
@@ -39,11 +38,9 @@ def main() -> None:
     parser.add_argument("--output", required=True, help="Samples JSONL to write (appended; resumable).")
     args = parser.parse_args()
 
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    done = read_samples(output)
-    questions = [chat_question(q, "word_problems") for q in make_questions(args.n_questions, seed=args.question_seed)]
-    todo = [(i, q) for i, q in enumerate(questions) if q["id"] not in done]
+    rows = [chat_question(q, "word_problems") for q in make_questions(args.n_questions, seed=args.question_seed)]
+    messages = {row["id"]: row["messages"] for row in rows}
+    questions = [Question(row["id"], i, row["question"], row["answer"]) for i, row in enumerate(rows)]
     if args.backend == "vllm":
         from transformers import AutoTokenizer
 
@@ -51,33 +48,28 @@ def main() -> None:
         model = load_vllm(args.model, seed=args.seed, dtype="float32", enable_prefix_caching=True)
     else:
         model, tokenizer = load_transformers_model(args.model, dtype="float32")
-    with open(output, "a", encoding="utf-8") as handle:
-        for start in tqdm(range(0, len(todo), args.batch_size), desc="task world", unit="batch"):
-            chunk = todo[start : start + args.batch_size]
-            prompts = [
-                tokenizer.apply_chat_template(q["messages"], tokenize=False, add_generation_prompt=True)
-                for _, q in chunk
-            ]
-            records = sample_records(
-                args.backend,
-                model,
-                tokenizer,
-                prompts,
-                n=args.n,
-                temperature=args.temperature,
-                top_p=1.0,
-                max_tokens=args.max_tokens,
-                seed=args.seed,
-                batch_size=len(chunk),
-                sample_keys=[i for i, _ in chunk],
-            )
-            for (_, q), recs in zip(chunk, records):
-                grade_records(recs, q["answer"])
-                samples = [r.to_dict(entropy_decimals=ENTROPY_DECIMALS) for r in recs]
-                line = {"id": q["id"], "question": q["question"], "gold": q["answer"], "samples": samples}
-                handle.write(json.dumps(line) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+
+    def sampler(chunk: list[Question]):
+        prompts = [
+            tokenizer.apply_chat_template(messages[q.key], tokenize=False, add_generation_prompt=True) for q in chunk
+        ]
+        return sample_records(
+            args.backend,
+            model,
+            tokenizer,
+            prompts,
+            n=args.n,
+            temperature=args.temperature,
+            top_p=1.0,
+            max_tokens=args.max_tokens,
+            seed=args.seed,
+            batch_size=len(chunk),
+            sample_keys=[q.index for q in chunk],
+        )
+
+    # The evaluator's loop: skips questions already in the file, appends and fsyncs one line per question.
+    settings = SimpleNamespace(batch_size=args.batch_size, answer_timeout=DEFAULT_TIMEOUT_SECONDS)
+    sample_benchmark("task world", questions, Path(args.output), sampler, settings)
 
 
 if __name__ == "__main__":
