@@ -116,12 +116,7 @@ def instability(entropies: Sequence[float]) -> float:
     An empty sequence has instability 0.0 (a rollout with no completion token has nothing to be unsteady about;
     it also has no answer and therefore no vote).
     """
-    if len(entropies) == 0:
-        return 0.0
-    values = np.asarray(entropies, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("entropy sequence contains NaN or inf")
-    return float(values.std())
+    return rollout_statistic(entropies, "std")
 
 
 def zscore(values: Sequence[float], eps: float = 1e-6) -> list[float]:

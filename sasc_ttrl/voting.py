@@ -226,14 +226,10 @@ def sasc_vote(
         raise ValueError(
             f"got {len(answers)} answers, {len(instabilities)} instabilities and {len(weight_scores)} weight scores"
         )
-    if not 0.0 <= filter_ratio < 1.0:
-        raise ValueError(f"filter_ratio must be in [0, 1), got {filter_ratio}")
-    if weight_temperature <= 0:
-        raise ValueError(f"weight_temperature must be > 0, got {weight_temperature}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if weight_clip <= 0:
-        raise ValueError(f"weight_clip must be > 0, got {weight_clip}")
+    # The checks of VoteSettings, so that the raw-argument entry point rejects exactly what the settings reject.
+    VoteSettings(
+        filter_ratio=filter_ratio, weight_temperature=weight_temperature, weighting=weighting, weight_clip=weight_clip
+    )
     classes = list(classes) if classes is not None else group_equivalent(answers, timeout=timeout)
     answered = [i for i, c in enumerate(classes) if c is not None]
     for i in answered:
