@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent, is_equivalent
-from .data import render_prompt
+from .data import PROMPT_STYLES, check_prompt_style, render_prompt
 from .evaluate import Question, load_benchmark, read_samples
 from .generation import (
     BACKENDS,
@@ -51,7 +50,7 @@ from .generation import (
     sample_records,
 )
 from .guided_resample import GuidedOutcome, guided_resample
-from .io_utils import write_atomic
+from .io_utils import check_run_settings, field_defaults
 from .key_steps import KeyStepClient, KeyStepError
 from .selection import (
     ALL,
@@ -107,6 +106,8 @@ class BuildArguments(VoteArguments):
         temperature: Sampling temperature (0.1 as in the original pipeline; recipes may raise it).
         top_p: Nucleus sampling mass.
         max_tokens: Maximum completion length.
+        prompt_style: How questions are asked (``data.PROMPT_STYLES``): ``math`` (step by step, ``\\boxed{}``) or
+            ``word_problem_one_shot`` (one worked example; for small instruct models).
         limit: Subset size: only the first N questions.
         lambda_weight: Balance of token-level (``lambda``) and step-level (``1 - lambda``) confidence in methods
             that combine two (``self-certainty``, ``self-eval``), in ``[0, 1]``.
@@ -121,6 +122,9 @@ class BuildArguments(VoteArguments):
     prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
     answer_column: str | None = field(
         default=None, metadata={"help": "Hidden answer column, for grading only (default: auto-detect, optional)."}
+    )
+    prompt_style: str = field(
+        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
     )
     limit: int | None = field(default=None, metadata={"help": "Subset size: only the first N questions."})
     methods: list[str] = field(
@@ -186,6 +190,7 @@ class BuildArguments(VoteArguments):
         if isinstance(self.methods, str):
             self.methods = self.methods.replace(",", " ").split()
         resolve_methods(self.methods)  # unknown names fail here, listing the valid ones
+        check_prompt_style(self.prompt_style)
         if self.model_name_or_path is None:
             raise ValueError("model_name_or_path is required")
         if self.n_candidates < 1:
@@ -307,7 +312,7 @@ class SelectionBuilder:
         if self.tokenizer is None:
             self._load()
         a = self.args
-        prompts = [render_prompt(t, self.tokenizer) for t in texts]
+        prompts = [render_prompt(t, self.tokenizer, self.args.prompt_style) for t in texts]
         groups = sample_records(
             self.backend,
             self.llm if self.backend == "vllm" else self.model,
@@ -495,20 +500,9 @@ def _settings(args: BuildArguments, backend: str) -> dict[str, Any]:
 
 
 def _check_config(output_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
-    config_file = output_dir / CONFIG_FILE
     if overwrite and output_dir.exists():
         logger.info("--overwrite: deleting the earlier build in %s", output_dir)
-        shutil.rmtree(output_dir)
-    elif config_file.exists():
-        previous = json.loads(config_file.read_text())
-        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-        if changed:
-            raise ValueError(
-                f"{output_dir} holds a build made with other settings {changed} (old, new); use another output_dir "
-                "or --overwrite"
-            )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(config_file, json.dumps(settings, indent=2) + "\n")
+    check_run_settings(output_dir, CONFIG_FILE, settings, overwrite, field_defaults(BuildArguments), what="a build")
 
 
 def main(args: BuildArguments) -> dict[str, Any]:

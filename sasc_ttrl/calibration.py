@@ -22,7 +22,8 @@ Calibration is measured on held-out questions that have reference answers (``--e
 whether the candidate is correct -- expected calibration error ([`expected_calibration_error`], equal-width bins),
 Brier score, and AUROC (ranking, which a shift of every P(Yes) towards the base rate does not improve) -- before
 (the starting model) and after (the fine-tuned one). Outputs in ``output_dir``: ``calibration_examples.jsonl``,
-``model/``, ``calibration_report.json``; a finished part is not redone.
+``model/``, ``calibration_report.json``; a finished part is not redone, and a rerun with other settings is refused
+(``calibrate_config.json``; ``--overwrite`` starts over).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from trl import TrlParser
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
 from .finetune import TrainSettings, sft_finetune
-from .io_utils import write_atomic
+from .io_utils import check_run_settings, field_defaults, write_atomic
 from .rollout_data import QuestionRollouts, read_builder_rollouts
 from .selection.self_eval import ANSWER_QUESTION, Judge
 from .voting import weighted_vote
@@ -48,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 CONFIDENCES = ("token", "uniform")
 TOKEN_CONFIDENCE_FIELD = "mean_token_probability"
+CONFIG_FILE = "calibrate_config.json"
+# Settings that change neither the examples, the model nor the measures.
+FREE_KEYS = ("overwrite", "judge_batch_size", "report_to")
 
 
 @dataclass
@@ -69,8 +73,12 @@ class CalibrationArguments(TrainSettings):
     )
     resolution: int = field(default=10, metadata={"help": "Copies per example; targets are rounded to 1/resolution."})
     num_bins: int = field(default=10, metadata={"help": "Equal-width bins of the expected calibration error."})
+    limit: int | None = field(
+        default=None, metadata={"help": "Only the first N questions of dataset_path (before eval_fraction)."}
+    )
     judge_batch_size: int = field(default=8, metadata={"help": "Questions per P(Yes) forward pass."})
     output_dir: str = field(default="outputs/calibrate", metadata={"help": "Output directory."})
+    overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
     answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
 
     def __post_init__(self):
@@ -82,6 +90,8 @@ class CalibrationArguments(TrainSettings):
             raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
         if self.resolution < 1 or self.num_bins < 1:
             raise ValueError("resolution and num_bins must be >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
         self.check_training()
 
 
@@ -230,7 +240,7 @@ def measure(model_name_or_path: str, items: Sequence[tuple[str, bool]], num_bins
 # -- the command ---------------------------------------------------------------------------------------------------
 def split_questions(args: CalibrationArguments) -> tuple[list[QuestionRollouts], list[QuestionRollouts]]:
     """Training and held-out questions (held out: ``eval_dataset_path``, else the last ``eval_fraction``)."""
-    questions = read_builder_rollouts(args.dataset_path)
+    questions = read_builder_rollouts(args.dataset_path)[: args.limit]
     if args.eval_dataset_path is not None:
         return questions, read_builder_rollouts(args.eval_dataset_path, target="gold")
     cut = len(questions) - max(1, int(round(args.eval_fraction * len(questions))))
@@ -243,7 +253,9 @@ def main(args: CalibrationArguments) -> dict[str, Any]:
     """Build the examples, fine-tune, and measure calibration before and after; return the report."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    # A finished part (the report's "before", the model, "after") is reused only with the settings it was made with.
+    settings = {k: v for k, v in asdict(args).items() if k not in FREE_KEYS}
+    check_run_settings(output_dir, CONFIG_FILE, settings, args.overwrite, field_defaults(CalibrationArguments))
     report_path = output_dir / "calibration_report.json"
     report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {}
     train, held_out = split_questions(args)

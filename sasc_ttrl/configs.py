@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ScriptArguments
 
+from .data import PROMPT_STYLES, check_prompt_style
 from .rewards import REWARD_FACTORIES
 from .vote_arguments import VoteArguments
 
@@ -122,6 +123,9 @@ class SASCScriptArguments(ScriptArguments):
     Args:
         prompt_column (`str`, defaults to `"prompt"`):
             Column holding the question.
+        prompt_style (`str`, defaults to `"math"`):
+            How questions are asked (`data.PROMPT_STYLES`): `math` (step by step, `\\boxed{}`) or
+            `word_problem_one_shot` (one worked example; for small instruct models).
         answer_column (`str` or `None`, defaults to `"answer"`):
             Column holding the hidden answer; used only for logged diagnostics, never for the reward.
         max_train_samples (`int` or `None`):
@@ -138,6 +142,9 @@ class SASCScriptArguments(ScriptArguments):
     """
 
     prompt_column: str = field(default="prompt", metadata={"help": "Column holding the question."})
+    prompt_style: str = field(
+        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
+    )
     answer_column: str | None = field(
         default="answer", metadata={"help": "Column holding the hidden answer (diagnostics only); null for none."}
     )
@@ -155,6 +162,7 @@ class SASCScriptArguments(ScriptArguments):
     def __post_init__(self):
         if hasattr(super(), "__post_init__"):
             super().__post_init__()
+        check_prompt_style(self.prompt_style)
         low, high = self.builder_min_majority_ratio, self.builder_max_majority_ratio
         for name, value in (("builder_min_majority_ratio", low), ("builder_max_majority_ratio", high)):
             if value is not None and not 0.0 <= value <= 1.0:

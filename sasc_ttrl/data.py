@@ -14,6 +14,15 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+WORD_PROBLEM_INSTRUCTION = "Give a one-line calculation, then the final answer within \\boxed{}."
+WORD_PROBLEM_EXAMPLE = (
+    "Ann has 3 pens. She buys 2 more. How many pens does Ann have now?",
+    "3 + 2 = 5. The answer is \\boxed{5}.",
+)
+# How a question is asked: ``math`` (the standard step-by-step / \boxed{} instruction, the default everywhere) or
+# ``word_problem_one_shot`` (one worked example, then a one-line-calculation instruction; it fixes the answer format
+# of a small instruct model such as SmolLM2-135M-Instruct, see the README's demo).
+PROMPT_STYLES = ("math", "word_problem_one_shot")
 BENCHMARK_FILES = {"math500": "math500.json", "amc": "amc.json", "aime24": "aime24.json", "gsm8k": "gsm8k.json"}
 LOCAL_SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -68,21 +77,48 @@ def _looks_like_hub_id(source: str) -> bool:
     return source.count("/") == 1 and not source.startswith(("/", "."))
 
 
-def build_prompt(question: str, tokenizer: Any = None) -> str | list[dict[str, str]]:
-    """The standard math prompt: the question, then the step-by-step / ``\\boxed{}`` instruction.
+def check_prompt_style(style: str) -> str:
+    """``style`` when it is one of ``PROMPT_STYLES``; else a ValueError naming it and the known styles."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"prompt_style must be one of {PROMPT_STYLES}, got {style!r}")
+    return style
 
-    Returns a conversational prompt (one user message; TRL applies the chat template) when ``tokenizer`` has a
-    chat template, else plain text.
+
+def prompt_messages(question: str, style: str = "math") -> list[dict[str, str]]:
+    """The chat messages of ``question`` in a prompt style.
+
+    ``math`` is one user message: the question, then the step-by-step / ``\\boxed{}`` instruction.
+    ``word_problem_one_shot`` is a worked example as a first user / assistant turn, then the question with the
+    one-line-calculation instruction.
     """
-    content = f"{question}\n{MATH_INSTRUCTION}"
+    if check_prompt_style(style) == "math":
+        return [{"role": "user", "content": f"{question}\n{MATH_INSTRUCTION}"}]
+    example_q, example_a = WORD_PROBLEM_EXAMPLE
+    return [
+        {"role": "user", "content": f"{example_q}\n{WORD_PROBLEM_INSTRUCTION}"},
+        {"role": "assistant", "content": example_a},
+        {"role": "user", "content": f"{question}\n{WORD_PROBLEM_INSTRUCTION}"},
+    ]
+
+
+def build_prompt(question: str, tokenizer: Any = None, style: str = "math") -> str | list[dict[str, str]]:
+    """The prompt of ``question`` in a prompt style (see [`prompt_messages`]).
+
+    Returns the messages (TRL applies the chat template) when ``tokenizer`` has a chat template, else plain text:
+    the turns joined by blank lines.
+
+    Raises:
+        ValueError: naming an unknown style and the known ones.
+    """
+    messages = prompt_messages(question, style)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return [{"role": "user", "content": content}]
-    return content
+        return messages
+    return "\n\n".join(m["content"] for m in messages)
 
 
-def render_prompt(question: str, tokenizer: Any) -> str:
-    """The standard math prompt as the text the model reads (chat template applied when there is one)."""
-    prompt = build_prompt(question, tokenizer)
+def render_prompt(question: str, tokenizer: Any, style: str = "math") -> str:
+    """The prompt of ``question`` (see [`build_prompt`]) as the text the model reads (chat template applied)."""
+    prompt = build_prompt(question, tokenizer, style)
     if isinstance(prompt, str):
         return prompt
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
@@ -94,8 +130,9 @@ def prepare_math_dataset(
     prompt_column: str = "prompt",
     answer_column: str | None = "answer",
     source: str = "dataset",
+    prompt_style: str = "math",
 ):
-    """Map a raw data set to ``prompt`` (+ ``answer`` when present) with the standard math prompt.
+    """Map a raw data set to ``prompt`` (+ ``answer`` when present) in a prompt style (the standard math prompt).
 
     Args:
         dataset: A `datasets.Dataset`.
@@ -104,6 +141,7 @@ def prepare_math_dataset(
         answer_column: Column holding the hidden answer, or ``None``. A missing answer column is allowed (the
             data is unlabeled) and logged once.
         source: Name of the data set, for error messages.
+        prompt_style: One of ``PROMPT_STYLES`` (see [`build_prompt`]).
 
     Raises:
         KeyError: naming the missing prompt column and the columns that exist.
@@ -122,7 +160,7 @@ def prepare_math_dataset(
         question = row[prompt_column]
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f"{source}: empty or non-text question in column {prompt_column!r}: {question!r}")
-        example = {"prompt": build_prompt(question, tokenizer)}
+        example = {"prompt": build_prompt(question, tokenizer, prompt_style)}
         if has_answer:
             example["answer"] = None if row[answer_column] is None else str(row[answer_column])
         return example
@@ -140,12 +178,15 @@ def load_math_dataset(
     prompt_column: str = "prompt",
     answer_column: str | None = "answer",
     limit: int | None = None,
+    prompt_style: str = "math",
 ):
     """Load and prepare a math data set in one call (see [`load_raw_dataset`] and [`prepare_math_dataset`])."""
     dataset = load_raw_dataset(name_or_path, split=split, config=config)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
-    return prepare_math_dataset(dataset, tokenizer, prompt_column, answer_column, source=name_or_path)
+    return prepare_math_dataset(
+        dataset, tokenizer, prompt_column, answer_column, source=name_or_path, prompt_style=prompt_style
+    )
 
 
 BUILDER_COLUMNS = ("question", "pseudo_label")
@@ -177,6 +218,7 @@ def load_builder_output(
     max_majority_ratio: float | None = None,
     pseudo_labels: bool = False,
     limit: int | None = None,
+    prompt_style: str = "math",
 ):
     """Training data from a builder output: its questions, optionally banded by agreement, with fixed labels.
 
@@ -188,6 +230,7 @@ def load_builder_output(
         pseudo_labels: Keep the ``pseudo_label`` column for the ``fixed_label`` reward (rows without one are
             dropped). Otherwise the column is left out, so that the labels cannot leak into an online reward.
         limit: Keep only the first N rows (after the band).
+        prompt_style: One of ``PROMPT_STYLES`` (see [`build_prompt`]).
 
     Returns:
         A `datasets.Dataset` with ``prompt``, ``id``, ``answer`` (the hidden reference answer, for diagnostics only;
@@ -229,7 +272,7 @@ def load_builder_output(
         raise ValueError(f"{path}: no builder row left to train on (band or pseudo-label filter too strict?)")
     has_answer = any(r.get("reference_answer") is not None for r in rows)
     columns: dict[str, list] = {
-        "prompt": [build_prompt(r["question"], tokenizer) for r in rows],
+        "prompt": [build_prompt(r["question"], tokenizer, prompt_style) for r in rows],
         "id": [str(r.get("id", i)) for i, r in enumerate(rows)],
     }
     if has_answer:

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .data import prompt_messages
 from .demo_report import plot_pass_at_k, plot_training_curves, print_before_after
 from .io_utils import write_atomic
 from .task_world import make_split
@@ -44,11 +45,6 @@ logger = logging.getLogger(__name__)
 
 METHODS = {"sasc": "SASC-TTRL", "majority": "TTRL"}
 TASKS = ("word_problems", "sums")
-WORD_PROBLEM_INSTRUCTION = "Give a one-line calculation, then the final answer within \\boxed{}."
-WORD_PROBLEM_EXAMPLE = (
-    "Ann has 3 pens. She buys 2 more. How many pens does Ann have now?",
-    "3 + 2 = 5. The answer is \\boxed{5}.",
-)
 # Defaults of the real-model demo and of --quick (the tiny model); a flag given on the command line wins.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(
@@ -196,18 +192,13 @@ def _sums_split(n_train: int, n_held_out: int, seed: int) -> tuple[list[dict], l
 
 
 def chat_question(question: dict, task: str) -> dict:
-    """A question as the demo asks it: chat messages (one worked example for word problems), with its answer."""
-    from .data import MATH_INSTRUCTION
+    """A question as the demo asks it: chat messages (one worked example for word problems), with its answer.
 
-    if task == "sums":  # the tiny model was trained on exactly this prompt
-        messages = [{"role": "user", "content": f"{question['prompt']}\n{MATH_INSTRUCTION}"}]
-    else:  # one worked example fixes the answer format of a small instruct model
-        example_q, example_a = WORD_PROBLEM_EXAMPLE
-        messages = [
-            {"role": "user", "content": f"{example_q}\n{WORD_PROBLEM_INSTRUCTION}"},
-            {"role": "assistant", "content": example_a},
-            {"role": "user", "content": f"{question['prompt']}\n{WORD_PROBLEM_INSTRUCTION}"},
-        ]
+    The sums use the ``math`` prompt style (the tiny model was trained on exactly that prompt), word problems the
+    ``word_problem_one_shot`` style (one worked example fixes the answer format of a small instruct model).
+    """
+    style = "math" if task == "sums" else "word_problem_one_shot"
+    messages = prompt_messages(question["prompt"], style)
     return {"id": question["id"], "question": question["prompt"], "answer": question["answer"], "messages": messages}
 
 

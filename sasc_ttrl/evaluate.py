@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, extract_answer
-from .data import BENCHMARK_FILES, benchmarks_dir, load_raw_dataset, render_prompt
+from .data import BENCHMARK_FILES, PROMPT_STYLES, benchmarks_dir, check_prompt_style, load_raw_dataset, render_prompt
 from .eval_report import compare_runs, plot_run, print_summary, run_markdown
 from .generation import (
     BACKENDS,
@@ -42,7 +42,7 @@ from .generation import (
     resolve_backend,
     sample_records,
 )
-from .io_utils import write_atomic
+from .io_utils import field_defaults, write_atomic
 from .metrics import MAJ_AT_K_DEFINITION, mean_metrics, question_metrics
 from .validation import ConfigError, check_model_vocabulary, data_errors, run_command
 from .vote_arguments import VoteArguments
@@ -57,7 +57,17 @@ HUB_BENCHMARKS = {
 PROMPT_COLUMNS = ("prompt", "problem", "question")
 ANSWER_COLUMNS = ("answer", "final_answer", "solution")
 ID_COLUMNS = ("id", "unique_id", "problem_id")
-SAMPLING_KEYS = ("model_name_or_path", "n", "temperature", "top_p", "max_tokens", "seed", "entropy_top_k", "backend")
+SAMPLING_KEYS = (
+    "model_name_or_path",
+    "n",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "entropy_top_k",
+    "backend",
+    "prompt_style",
+)
 ENTROPY_DECIMALS = 6
 
 
@@ -89,6 +99,7 @@ class EvalArguments(VoteArguments):
         limit: Evaluate only the first N questions of each benchmark.
         split: Split of hub data sets; default: the benchmark's known split, else ``test``.
         prompt_column: Question column; default: the first of ``prompt``, ``problem``, ``question``.
+        prompt_style: How questions are asked (``data.PROMPT_STYLES``): ``math`` or ``word_problem_one_shot``.
         answer_column: Reference answer column; default: the first of ``answer``, ``final_answer``, ``solution``.
         overwrite: Delete the samples of an earlier run in ``output_dir`` instead of resuming it.
         vllm_gpu_memory_utilization: vLLM's ``gpu_memory_utilization``.
@@ -121,6 +132,9 @@ class EvalArguments(VoteArguments):
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions of each benchmark."})
     split: str | None = field(default=None, metadata={"help": "Split of hub data sets."})
     prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
+    prompt_style: str = field(
+        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
+    )
     answer_column: str | None = field(default=None, metadata={"help": "Answer column (default: auto-detect)."})
     overwrite: bool = field(default=False, metadata={"help": "Discard earlier samples in output_dir."})
     vllm_gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM gpu_memory_utilization."})
@@ -133,6 +147,7 @@ class EvalArguments(VoteArguments):
             self.compare = [self.compare]
         if self.compare:
             return
+        check_prompt_style(self.prompt_style)
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.k_list is None:
@@ -315,7 +330,7 @@ class _Sampler:
         if self.model is None:
             self._load()
         a = self.args
-        prompts = [render_prompt(q.question, self.tokenizer) for q in questions]
+        prompts = [render_prompt(q.question, self.tokenizer, a.prompt_style) for q in questions]
         keys = [q.index for q in questions]
         return sample_records(
             self.backend,
@@ -404,7 +419,9 @@ def _check_config(output_dir: Path, settings: dict[str, Any], overwrite: bool) -
         shutil.rmtree(output_dir / "samples")
     elif config_file.exists() and (output_dir / "samples").exists():
         previous = json.loads(config_file.read_text())
-        changed = {k: (previous.get(k), settings[k]) for k in SAMPLING_KEYS if previous.get(k) != settings[k]}
+        defaults = field_defaults(EvalArguments)  # a setting added after that run counts as its default there
+        old = {k: previous.get(k, defaults.get(k)) for k in SAMPLING_KEYS}
+        changed = {k: (old[k], settings[k]) for k in SAMPLING_KEYS if old[k] != settings[k]}
         if changed:
             raise ValueError(
                 f"{output_dir} holds samples drawn with other settings {changed} (old, new); use another "

@@ -28,7 +28,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,12 @@ from trl import TrlParser
 
 from .answers import DEFAULT_TIMEOUT_SECONDS
 from .build_data import append_row
-from .data import render_prompt
+from .data import PROMPT_STYLES, check_prompt_style, render_prompt
 from .evaluate import read_samples
 from .finetune import TrainSettings, save_atomic
 from .generation import BACKENDS, load_transformers_model, resolve_backend, sample_records
-from .io_utils import write_atomic
-from .rollout_data import QuestionRollouts, agreement, read_builder_rollouts
+from .io_utils import check_run_settings, field_defaults, write_atomic
+from .rollout_data import QuestionRollouts, agreement, builder_prompt_style, read_builder_rollouts
 from .step_labels import RULES, StepLabelSettings, encode_steps, label_steps
 
 logger = logging.getLogger(__name__)
@@ -65,6 +64,7 @@ LABEL_KEYS = (
     "max_tokens",
     "seed",
     "limit",
+    "prompt_style",
 )
 
 
@@ -90,6 +90,13 @@ class PRMArguments(TrainSettings):
     temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the continuations."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of the continuations."})
     max_tokens: int = field(default=256, metadata={"help": "Longest continuation in tokens."})
+    prompt_style: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Prompt of the continuations ({', '.join(PROMPT_STYLES)}); default: the builder output's own "
+            "(its build_config.json), so that continuations extend the rollouts in the prompt they were sampled in."
+        },
+    )
     batch_size: int = field(default=4, metadata={"help": "Prefixes per generation call."})
     backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
@@ -108,6 +115,9 @@ class PRMArguments(TrainSettings):
             raise ValueError("dataset_path (a builder output) and model_name_or_path are required")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.prompt_style is None:
+            self.prompt_style = builder_prompt_style(self.dataset_path)
+        check_prompt_style(self.prompt_style)
         if self.max_pairs_per_question < 1:
             raise ValueError(f"max_pairs_per_question must be >= 1, got {self.max_pairs_per_question}")
         self.label_settings()
@@ -141,7 +151,7 @@ def label_dataset(args: PRMArguments, questions: list[QuestionRollouts], path: P
             for q in tqdm(todo, unit="question", desc="step labels"):
 
                 def continue_fn(question: str, prefixes, k: int, q=q) -> list[list[str]]:
-                    prompt = render_prompt(question, tokenizer)
+                    prompt = render_prompt(question, tokenizer, args.prompt_style)
                     groups = sample_records(
                         backend,
                         model,
@@ -313,19 +323,8 @@ def train_orm(args: PRMArguments, pairs: list[dict[str, Any]], output_dir: Path)
 # -- the command ---------------------------------------------------------------------------------------------------
 def _check_config(args: PRMArguments, output_dir: Path) -> None:
     settings = {k: v for k, v in asdict(args).items() if k in LABEL_KEYS}
-    config_file = output_dir / CONFIG_FILE
-    if args.overwrite and output_dir.exists():
-        shutil.rmtree(output_dir)
-    elif config_file.exists():
-        previous = json.loads(config_file.read_text())
-        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-        if changed:
-            raise ValueError(
-                f"{output_dir} holds step labels made with other settings {changed} (old, new); use another "
-                "output_dir or --overwrite"
-            )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(config_file, json.dumps(settings, indent=2) + "\n")
+    defaults = {**field_defaults(PRMArguments), "prompt_style": "math"}  # labels made before the field existed
+    check_run_settings(output_dir, CONFIG_FILE, settings, args.overwrite, defaults, what="step labels")
 
 
 def main(args: PRMArguments) -> dict[str, Any]:

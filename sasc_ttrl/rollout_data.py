@@ -95,6 +95,18 @@ def read_builder_rollouts(path: str | Path, target: str = "pseudo_label") -> lis
     return out
 
 
+def builder_prompt_style(path: str | Path) -> str:
+    """The prompt style the builder output ``path`` was sampled with: ``prompt_style`` of the ``build_config.json``
+    beside it, or ``math`` (the builder's default) when that file or field is absent."""
+    config = Path(path).parent / "build_config.json"
+    if not config.is_file():
+        return "math"
+    try:
+        return json.loads(config.read_text()).get("prompt_style", "math")
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{config} is not valid JSON ({err})") from err
+
+
 def agreement(
     answers: Sequence[str | None], target: str | None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS
 ) -> list[bool]:

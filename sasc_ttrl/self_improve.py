@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,12 +41,12 @@ from trl import TrlParser
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
 from .build_data import load_questions
-from .data import build_prompt, render_prompt
+from .data import PROMPT_STYLES, build_prompt, check_prompt_style, render_prompt
 from .evaluate import Question
 from .finetune import TrainSettings, sft_finetune
 from .generation import SampleRecord, grade_records, load_transformers_model, sample_records
 from .guided_resample import hinted_question, majority_ratio, socratic_hint
-from .io_utils import write_atomic
+from .io_utils import check_run_settings, field_defaults, write_atomic
 from .rollout_data import TARGETS, agreement
 from .voting import majority_vote, sasc_vote
 
@@ -67,6 +66,9 @@ class SelfImproveArguments(TrainSettings):
     dataset_name: str | None = field(default=None, metadata={"help": "Questions: benchmark name or local file."})
     dataset_split: str | None = field(default=None, metadata={"help": "Split of hub data sets (default: test)."})
     prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
+    prompt_style: str = field(
+        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
+    )
     answer_column: str | None = field(default=None, metadata={"help": "Reference answer column (optional)."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
     rounds: int = field(default=2, metadata={"help": "Fine-tuning rounds R (then one measuring pass)."})
@@ -95,6 +97,7 @@ class SelfImproveArguments(TrainSettings):
     def __post_init__(self):
         if self.model_name_or_path is None or self.dataset_name is None:
             raise ValueError("model_name_or_path and dataset_name are required")
+        check_prompt_style(self.prompt_style)
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.vote not in VOTES:
@@ -210,7 +213,7 @@ class RoundRunner:
             "transformers",
             self.model,
             self.tokenizer,
-            [render_prompt(t, self.tokenizer) for t in texts],
+            [render_prompt(t, self.tokenizer, a.prompt_style) for t in texts],
             n=a.n_samples,
             temperature=a.temperature,
             top_p=a.top_p,
@@ -290,26 +293,16 @@ class RoundRunner:
 # -- the loop ------------------------------------------------------------------------------------------------------
 def _check_config(args: SelfImproveArguments, output_dir: Path) -> None:
     settings = {k: v for k, v in asdict(args).items() if k not in FREE_KEYS + ("overwrite", "rounds")}
-    config_file = output_dir / CONFIG_FILE
-    if args.overwrite and output_dir.exists():
-        shutil.rmtree(output_dir)
-    elif config_file.exists():
-        previous = json.loads(config_file.read_text())
-        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-        if changed:
-            raise ValueError(
-                f"{output_dir} holds rounds made with other settings {changed} (old, new); use another output_dir "
-                "or --overwrite"
-            )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(config_file, json.dumps(settings, indent=2) + "\n")
+    check_run_settings(
+        output_dir, CONFIG_FILE, settings, args.overwrite, field_defaults(SelfImproveArguments), what="rounds"
+    )
 
 
-def sft_examples(rows: Sequence[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+def sft_examples(rows: Sequence[dict[str, Any]], tokenizer: Any, prompt_style: str = "math") -> list[dict[str, Any]]:
     """Prompt-completion rows of the kept rollouts; the prompt is the original question (never the hint)."""
     examples = []
     for row in rows:
-        prompt = build_prompt(row["question"], tokenizer)
+        prompt = build_prompt(row["question"], tokenizer, prompt_style)
         for text in row["kept"]:
             completion = [{"role": "assistant", "content": text}] if isinstance(prompt, list) else text
             examples.append({"prompt": prompt, "completion": completion})
@@ -340,7 +333,7 @@ def run_round(
     summary = {"round": r, "model": model_path, "trained": trains, "target": args.target}
     summary.update(round_summary(rows, initial_hard if r > 0 else None))
     if trains:
-        examples = sft_examples(rows, AutoTokenizer.from_pretrained(model_path))
+        examples = sft_examples(rows, AutoTokenizer.from_pretrained(model_path), args.prompt_style)
         write_atomic(folder / "sft_data.jsonl", _jsonl(examples))
         summary["sft_examples"] = len(examples)
         if not (folder / "model" / "config.json").exists():

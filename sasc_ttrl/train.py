@@ -77,6 +77,7 @@ def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConf
             prompt_column=script_args.prompt_column,
             answer_column=script_args.answer_column,
             limit=script_args.max_train_samples,
+            prompt_style=script_args.prompt_style,
         )
     if script_args.use_builder_pseudo_labels and "fixed_label" not in training_args.reward_funcs:
         logger.info("use_builder_pseudo_labels: reward_funcs %s -> ['fixed_label']", training_args.reward_funcs)
@@ -88,6 +89,7 @@ def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConf
         max_majority_ratio=script_args.builder_max_majority_ratio,
         pseudo_labels=script_args.use_builder_pseudo_labels,
         limit=script_args.max_train_samples,
+        prompt_style=script_args.prompt_style,
     )
 
 

@@ -421,6 +421,26 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path):
     assert not (tmp_path / "sasc.jsonl").exists()
 
 
+def test_a_setting_added_later_counts_as_its_default_in_an_older_build(tmp_path):
+    settings = build_data._settings(build_args_plain(tmp_path), "transformers")
+    older = {k: v for k, v in settings.items() if k != "prompt_style"}  # a build_config.json from before the field
+    (tmp_path / build_data.CONFIG_FILE).write_text(json.dumps(older))
+    build_data._check_config(tmp_path, settings, overwrite=False)  # resumes: "math" was the only style then
+    assert json.loads((tmp_path / build_data.CONFIG_FILE).read_text())["prompt_style"] == "math"
+    other = {**settings, "prompt_style": "word_problem_one_shot"}
+    with pytest.raises(ValueError, match="prompt_style.*'math', 'word_problem_one_shot'"):
+        build_data._check_config(tmp_path, other, overwrite=False)
+
+
+def build_args_plain(tmp_path, **overrides):
+    return BuildArguments(model_name_or_path="m", dataset_name="d.json", output_dir=str(tmp_path), **overrides)
+
+
+def test_build_arguments_name_an_unknown_prompt_style(tmp_path):
+    with pytest.raises(ValueError, match="prompt_style.*'chatty'"):
+        build_args_plain(tmp_path, prompt_style="chatty")
+
+
 def test_load_questions_without_hidden_answers(tmp_path):
     path = tmp_path / "unlabeled.jsonl"
     path.write_text("\n".join(json.dumps({"problem": f"What is {i} + 1?"}) for i in range(3)) + "\n")

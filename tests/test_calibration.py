@@ -83,6 +83,20 @@ def test_examples_use_the_pseudo_label_side_only():
         calibration_examples([q], "token", timeout=None)
 
 
+def test_limit_keeps_the_first_training_questions(tmp_path):
+    rows = [
+        {"id": str(i), "question": f"q{i}", "pseudo_label": "1", "reference_answer": "1", "candidates": []}
+        for i in range(5)
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = CalibrationArguments(dataset_path=str(path), model_name_or_path="m", eval_fraction=0.5, limit=4)
+    train, held_out = calibration.split_questions(args)
+    assert [q.key for q in train] == ["0", "1"] and [q.key for q in held_out] == ["2", "3"]
+    with pytest.raises(ValueError, match="limit"):
+        CalibrationArguments(dataset_path=str(path), model_name_or_path="m", limit=0)
+
+
 @pytest.mark.slow
 def test_calibrate_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path):
     data = write_tiny_dataset(tmp_path / "sums.json", n=6, seed=7)
@@ -124,3 +138,6 @@ def test_calibrate_end_to_end_on_the_tiny_model(tiny_model_dir, tmp_path):
     saved = json.loads((tmp_path / "cal" / "calibration_report.json").read_text())
     again = calibration.main(args)
     assert again["after"] == saved["after"] and again["before"] == saved["before"]
+    # Other settings would mix with the saved model and measures: refused, naming the setting.
+    with pytest.raises(ValueError, match="resolution"):
+        calibration.main(CalibrationArguments(**{**vars(args), "resolution": 8}))

@@ -10,6 +10,8 @@ import pytest
 from sasc_ttrl import data as data_module
 from sasc_ttrl.data import (
     MATH_INSTRUCTION,
+    WORD_PROBLEM_EXAMPLE,
+    WORD_PROBLEM_INSTRUCTION,
     build_prompt,
     load_math_dataset,
     load_raw_dataset,
@@ -56,6 +58,31 @@ def test_conversational_prompt_when_tokenizer_has_chat_template(data_file):
 
 def test_plain_prompt_without_chat_template():
     assert build_prompt("Q?") == f"Q?\n{MATH_INSTRUCTION}"
+
+
+def test_one_shot_prompt_style_puts_the_worked_example_first():
+    example_q, example_a = WORD_PROBLEM_EXAMPLE
+    messages = build_prompt("Bo has 4 cats and gets 1 more. How many?", build_tokenizer(), "word_problem_one_shot")
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[0]["content"] == f"{example_q}\n{WORD_PROBLEM_INSTRUCTION}"
+    assert messages[1]["content"] == example_a
+    assert messages[2]["content"] == f"Bo has 4 cats and gets 1 more. How many?\n{WORD_PROBLEM_INSTRUCTION}"
+    plain = build_prompt("Q?", None, "word_problem_one_shot")
+    assert plain.startswith(example_q) and plain.endswith(f"Q?\n{WORD_PROBLEM_INSTRUCTION}")
+    text = render_prompt("Q?", build_tokenizer(), "word_problem_one_shot")
+    assert text.index(example_a) < text.index("Q?") and text.endswith("<|assistant|>")
+
+
+def test_unknown_prompt_style_is_named(data_file):
+    with pytest.raises(ValueError, match="prompt_style must be one of .*'socratic'"):
+        build_prompt("Q?", None, "socratic")
+    with pytest.raises(ValueError, match="'socratic'"):
+        load_math_dataset(str(data_file), prompt_column="problem", prompt_style="socratic")
+
+
+def test_datasets_take_the_prompt_style(data_file):
+    dataset = load_math_dataset(str(data_file), prompt_column="problem", prompt_style="word_problem_one_shot")
+    assert dataset[0]["prompt"] == build_prompt("What is 1 + 1?", None, "word_problem_one_shot")
 
 
 def test_missing_prompt_column_names_it(data_file):

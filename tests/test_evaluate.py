@@ -136,6 +136,8 @@ def test_rerun_with_other_sampling_settings_is_refused(clean_run, tiny_model_dir
     output_dir, _ = clean_run
     with pytest.raises(ValueError, match="other settings"):
         main(eval_args(tiny_model_dir, dataset, output_dir, temperature=0.5))
+    with pytest.raises(ValueError, match="prompt_style"):  # another prompt is another sample
+        main(eval_args(tiny_model_dir, dataset, output_dir, prompt_style="word_problem_one_shot"))
 
 
 def test_read_samples_drops_only_a_truncated_last_line(tmp_path):

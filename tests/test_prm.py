@@ -9,6 +9,7 @@ import pytest
 
 from sasc_ttrl import build_data, prm
 from sasc_ttrl.build_data import BuildArguments
+from sasc_ttrl.data import render_prompt
 from sasc_ttrl.rollout_data import read_builder_rollouts
 from sasc_ttrl.step_labels import IGNORE_INDEX, StepLabelSettings, encode_steps, label_from_hits, label_steps
 from sasc_ttrl.tiny_model import build_tokenizer, write_tiny_dataset
@@ -99,6 +100,60 @@ def test_read_builder_rollouts_names_what_is_missing(tmp_path):
     with pytest.raises(ValueError, match="reference_answer"):
         read_builder_rollouts(path, target="gold")
     assert read_builder_rollouts(path)[0].target("pseudo_label") == "1"
+
+
+def _builder_rows(folder, prompt_style=None):
+    """A one-question builder output (a candidate with two steps), with a build_config.json when a style is given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    row = {
+        "id": "q0",
+        "question": "Sam has 2 apples and buys 3. How many?",
+        "pseudo_label": "5",
+        "candidates": [{"text": "2 + 3 = 5. The answer is \\boxed{5}.", "answer": "5"}],
+    }
+    (folder / "self-consistency.jsonl").write_text(json.dumps(row) + "\n")
+    if prompt_style is not None:
+        (folder / build_data.CONFIG_FILE).write_text(json.dumps({"prompt_style": prompt_style}))
+    return folder / "self-consistency.jsonl"
+
+
+def test_continuations_are_sampled_in_the_builders_prompt_style(tmp_path, monkeypatch):
+    from sasc_ttrl.generation import SampleRecord
+
+    tokenizer = build_tokenizer()
+    prompts = []
+
+    def fake_sample(backend, model, tok, texts, n, **kwargs):
+        prompts.extend(texts)
+        return [[SampleRecord(" The answer is \\boxed{5}.", [1], "5", [0.0]) for _ in range(n)] for _ in texts]
+
+    monkeypatch.setattr(prm, "load_transformers_model", lambda path: (None, tokenizer))
+    monkeypatch.setattr(prm, "sample_records", fake_sample)
+    rows = _builder_rows(tmp_path / "one_shot", "word_problem_one_shot")
+    args = prm_args("m", rows, tmp_path / "out", backend="transformers")
+    assert args.prompt_style == "word_problem_one_shot"  # read from the builder's build_config.json
+    [labelled] = prm.label_dataset(args, read_builder_rollouts(rows), tmp_path / "labels.jsonl")
+    expected = render_prompt("Sam has 2 apples and buys 3. How many?", tokenizer, "word_problem_one_shot")
+    assert prompts == [expected + "2 + 3 = 5."]  # only the undecided first step is continued
+    assert labelled["rollouts"][0]["labels"] == [1, 1]
+    # no build_config.json: the builder's default; an explicit style wins over the builder's
+    assert prm_args("m", _builder_rows(tmp_path / "bare"), tmp_path / "o2").prompt_style == "math"
+    assert prm_args("m", rows, tmp_path / "o3", prompt_style="math").prompt_style == "math"
+    with pytest.raises(ValueError, match="prompt_style.*'chatty'"):
+        prm_args("m", rows, tmp_path / "o4", prompt_style="chatty")
+
+
+def test_step_labels_made_before_prompt_style_existed_resume_as_math(tmp_path):
+    rows = _builder_rows(tmp_path / "b")
+    args = prm_args("m", rows, tmp_path / "out")
+    prm._check_config(args, tmp_path / "out")
+    recorded = json.loads((tmp_path / "out" / prm.CONFIG_FILE).read_text())
+    recorded.pop("prompt_style")
+    (tmp_path / "out" / prm.CONFIG_FILE).write_text(json.dumps(recorded))
+    prm._check_config(args, tmp_path / "out")  # "math" then, "math" now
+    with pytest.raises(ValueError, match="step labels made with other settings.*prompt_style"):
+        one_shot = prm_args("m", rows, tmp_path / "out", prompt_style="word_problem_one_shot")
+        prm._check_config(one_shot, tmp_path / "out")
 
 
 @pytest.fixture(scope="module")

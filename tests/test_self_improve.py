@@ -8,6 +8,7 @@ import json
 import pytest
 
 from sasc_ttrl import self_improve
+from sasc_ttrl.data import build_prompt
 from sasc_ttrl.self_improve import (
     SelfImproveArguments,
     finished_rounds,
@@ -88,6 +89,8 @@ def test_sft_examples_use_the_question_without_the_hint():
     prompt = examples[0]["prompt"][0]["content"]
     assert prompt.startswith("What is 1 + 1?") and "Hint" not in prompt
     assert examples[0]["completion"] == [{"role": "assistant", "content": "1 + 1 = 2. \\boxed{2}"}]
+    one_shot = sft_examples(rows, build_tokenizer(), "word_problem_one_shot")[0]["prompt"]
+    assert one_shot == build_prompt("What is 1 + 1?", build_tokenizer(), "word_problem_one_shot")
 
 
 @pytest.mark.slow
