@@ -41,6 +41,7 @@ from trl import TrlParser
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
 from .finetune import TrainSettings, sft_finetune
 from .io_utils import check_run_settings, field_defaults, write_atomic
+from .metrics import auroc
 from .rollout_data import QuestionRollouts, read_builder_rollouts
 from .selection.self_eval import ANSWER_QUESTION, Judge
 from .voting import weighted_vote
@@ -142,18 +143,6 @@ def brier_score(confidences: Sequence[float], correct: Sequence[bool]) -> float:
     if p.shape != y.shape or p.size == 0:
         raise ValueError(f"need as many confidences as outcomes (got {p.size} and {y.size}), at least one")
     return float(np.mean((p - y) ** 2))
-
-
-def auroc(confidences: Sequence[float], correct: Sequence[bool]) -> float | None:
-    """Probability that a random correct item gets a higher confidence than a random incorrect one (ties count
-    half): how well the confidence *ranks*, which calibration alone does not measure. ``None`` without both kinds."""
-    p = np.asarray(confidences, dtype=np.float64)
-    y = np.asarray(correct, dtype=bool)
-    pos, neg = p[y], p[~y]
-    if not len(pos) or not len(neg):
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
 
 
 def yes_no_copies(target: float, resolution: int) -> tuple[int, int]:

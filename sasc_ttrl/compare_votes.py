@@ -32,7 +32,7 @@ from trl import TrlParser
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
 from .evaluate import read_samples
 from .io_utils import save_figure_atomic, write_atomic
-from .metrics import renumber_classes
+from .metrics import renumber_classes, within_group_auroc
 from .stability import STATISTICS, group_statistic
 from .voting import VoteSettings, majority_vote, stability_vote
 
@@ -218,26 +218,21 @@ def signal_quality(questions: list[Question], settings: VoteSettings | None = No
     rows = []
     lengths = np.array([len(e) for q in questions for e in q.entropies], dtype=float)
     for statistic in STATISTICS:
-        wins = pairs = 0.0
-        values = []
+        values, groups = [], []
         for q in questions:
             scores = group_statistic(
                 q.entropies, statistic, tail_tokens=settings.tail_tokens, window_tokens=settings.window_tokens
             )
             values.extend(scores)
-            right = [s for s, c in zip(scores, q.correct) if c]
-            wrong = [s for s, c in zip(scores, q.correct) if not c]
-            for r in right:
-                for w in wrong:
-                    wins += 1.0 if r < w else 0.5 if r == w else 0.0
-                    pairs += 1
+            groups.append(([-s for s in scores], [bool(c) for c in q.correct]))  # correct = the more stable
+        area, pairs = within_group_auroc(groups)
         spread = len(values) > 1 and np.std(values) > 0 and np.std(lengths) > 0
         corr = float(np.corrcoef(values, lengths)[0, 1]) if spread else float("nan")
         rows.append(
             {
                 "statistic": statistic,
-                "auroc_within_question": wins / pairs if pairs else float("nan"),
-                "pairs": int(pairs),
+                "auroc_within_question": float("nan") if area is None else area,
+                "pairs": pairs,
                 "corr_with_length": corr,
             }
         )

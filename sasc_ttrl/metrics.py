@@ -57,6 +57,35 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
 
 
+def auroc(confidences: Sequence[float], correct: Sequence[bool]) -> float | None:
+    """Probability that a random correct item gets a higher confidence than a random incorrect one (ties count
+    half): how well the confidence *ranks*, which calibration alone does not measure. ``None`` without both kinds."""
+    p = np.asarray(confidences, dtype=np.float64)
+    y = np.asarray(correct, dtype=bool)
+    if p.shape != y.shape:
+        raise ValueError(f"need as many confidences as outcomes (got {p.size} and {y.size})")
+    pos, neg = p[y], p[~y]
+    if not len(pos) or not len(neg):
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def within_group_auroc(groups: Iterable[tuple[Sequence[float], Sequence[bool]]]) -> tuple[float | None, int]:
+    """AUROC over the (correct, incorrect) pairs *of the same group* (question), pooled over groups, and the number
+    of such pairs: how well a score ranks the candidates of one question, whatever its scale across questions.
+    ``(None, 0)`` when no group has both kinds."""
+    wins = pairs = 0.0
+    for scores, correct in groups:
+        a = auroc(scores, correct)
+        if a is not None:
+            n_right = int(np.sum(np.asarray(correct, dtype=bool)))
+            n = n_right * (len(correct) - n_right)
+            wins += a * n
+            pairs += n
+    return (wins / pairs if pairs else None), int(pairs)
+
+
 def avg_at_n(correct: Sequence[bool | None]) -> float:
     """Mean correctness of the samples (``None``, an unchecked sample, counts as wrong); 0.0 for no samples."""
     if len(correct) == 0:

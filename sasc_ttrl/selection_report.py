@@ -9,6 +9,9 @@ Built from the rows the builder wrote (so a resumed run reports exactly what an 
   guided re-sampling adds a round);
 * ``seconds``: generation time pro rata of the samples used, plus the shared feature pass when the method uses it,
   plus the method's own scoring time (judge / verifier passes included);
+* ``score_auroc``: with ``--save_candidates``, how well the method's per-candidate score ranks a question's
+  correct candidates above its wrong ones (AUROC over the pairs of one question, pooled over questions; ties count
+  half; ``score_pairs`` such pairs). Majority-type scores tie inside an answer class, the first sample scores none;
 * ``oracle (pass@N)``: share of graded questions where at least one candidate was right -- the ceiling of any
   selection.
 
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .io_utils import write_atomic
+from .metrics import within_group_auroc
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,13 @@ def method_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Summary of one method's rows (see the module docstring for the definitions)."""
     graded = [r for r in rows if r.get("correct") is not None]
     guided = [r.get("guided_resample") for r in rows if r.get("guided_resample")]
+    scored = [
+        [(c["score"], bool(c["correct"])) for c in r.get("candidates") or [] if c.get("score") is not None]
+        for r in graded
+    ]
+    score_auroc, score_pairs = within_group_auroc(
+        ([s for s, _ in group], [ok for _, ok in group]) for group in scored if group
+    )
     return {
         "num_questions": len(rows),
         "graded": len(graded),
@@ -56,6 +67,8 @@ def method_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "seconds": float(sum(r["seconds"] for r in rows)),
         "guided_triggered": sum(bool(g["triggered"]) for g in guided),
         "guided_improved": sum(bool(g["improved"]) for g in guided),
+        "score_auroc": score_auroc,
+        "score_pairs": score_pairs,
     }
 
 
@@ -77,7 +90,17 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def comparison_markdown(report: Mapping[str, Any]) -> str:
     """A Markdown table, one row per method, best accuracy first."""
-    header = ["method", "accuracy %", "answered %", "questions", "samples / q", "tokens / q", "seconds", "guided"]
+    header = [
+        "method",
+        "accuracy %",
+        "answered %",
+        "questions",
+        "samples / q",
+        "tokens / q",
+        "seconds",
+        "guided",
+        "score AUROC",
+    ]
     lines = [
         f"# Selection methods on {report.get('dataset_name', '?')}",
         "",
@@ -101,10 +124,16 @@ def comparison_markdown(report: Mapping[str, Any]) -> str:
             _num(m["tokens_per_question"]),
             _num(m["seconds"], 2),
             guided,
+            _num(m.get("score_auroc"), 3),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"| {ORACLE} | {_pct(report.get('oracle_pass_at_n'))} | | | | | | |")
-    lines += ["", "`guided`: questions whose consensus improved / questions re-sampled with a hint."]
+    lines.append(f"| {ORACLE} | {_pct(report.get('oracle_pass_at_n'))} |" + " |" * (len(header) - 2))
+    lines += [
+        "",
+        "`guided`: questions whose consensus improved / questions re-sampled with a hint. `score AUROC` (with "
+        "`--save_candidates`): how well the method's candidate scores rank a question's correct candidates above its "
+        "wrong ones (0.5 = chance).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -52,6 +52,15 @@ def test_auroc_by_hand():
     assert auroc([0.3, 0.6], [True, True]) is None
 
 
+def test_within_group_auroc_pools_pairs_of_the_same_group():
+    from sasc_ttrl.metrics import within_group_auroc
+
+    # group 1: 2 pairs, both won; group 2: 1 pair, lost; group 3: one kind only, no pair.
+    groups = [([0.9, 0.8, 0.1], [True, True, False]), ([0.2, 0.7], [True, False]), ([0.5], [True])]
+    assert within_group_auroc(groups) == (pytest.approx(2 / 3), 3)
+    assert within_group_auroc([([1.0], [False])]) == (None, 0)
+
+
 def test_yes_no_rows_follow_the_target():
     assert yes_no_copies(0.75, 4) == (3, 1) and yes_no_copies(0.0, 10) == (0, 10) and yes_no_copies(1.0, 3) == (3, 0)
     with pytest.raises(ValueError, match="target"):

@@ -400,3 +400,19 @@ def test_comparison_report_on_hand_made_rows():
     assert report["methods"]["baseline"]["tokens_per_question"] == 11 and report["oracle_pass_at_n"] == 1.0
     table = comparison_markdown(report)
     assert table.index("| sasc | 100.0") < table.index("| baseline | 50.0") and "oracle (pass@N) | 100.0" in table
+    assert report["methods"]["sasc"]["score_auroc"] is None  # no candidates saved
+
+
+def test_score_auroc_ranks_within_questions_only():
+    def row(scores, correct):
+        cands = [{"score": s, "correct": c} for s, c in zip(scores, correct)]
+        return {"correct": True, "any_correct": True, "pseudo_label": "1", "confidence": 0.5, "majority_ratio": 0.5,
+                "tokens_generated": 1, "samples_used": 1, "seconds": 0.0, "candidates": cands}  # fmt: skip
+
+    # q1: right 0.9 vs wrong 0.5, 0.9 (1 + 0.5); q2: right 0.1 vs wrong 0.05 (1). Pooled across questions the 0.1
+    # would lose to 0.5 and 0.9; within questions it wins: (1 + 0.5 + 1) / 3.
+    rows = [row([0.9, 0.5, 0.9], [True, False, False]), row([0.1, 0.05, None], [True, False, False])]
+    summary = comparison_report({"m": rows}, {})["methods"]["m"]
+    assert summary["score_auroc"] == pytest.approx(2.5 / 3) and summary["score_pairs"] == 3
+    [line] = [x for x in comparison_markdown(comparison_report({"m": rows}, {})).splitlines() if x.startswith("| m |")]
+    assert line.endswith("| 0.833 |")
