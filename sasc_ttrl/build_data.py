@@ -39,9 +39,10 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from .answers import group_equivalent, is_equivalent
+from .benchmark_data import Question, load_benchmark
 from .build_args import CONFIG_FILE, FREE_KEYS, GUIDED_SEED_OFFSET, BuildArguments
 from .data import render_prompt
-from .evaluate import Question, load_benchmark, read_samples
+from .evaluate import read_samples
 from .generation import (
     SampleRecord,
     encode_prompts,
@@ -77,7 +78,7 @@ def load_questions(
 ) -> list[Question]:
     """Questions of a benchmark or data set, with their hidden answers when it has some (``gold=None`` otherwise).
 
-    The evaluator's loader ([`evaluate.load_benchmark`]) without its requirement of an answer column.
+    The evaluator's loader ([`benchmark_data.load_benchmark`]) without its requirement of an answer column.
     """
     return load_benchmark(name, split, limit, prompt_column, answer_column, require_answer=False)
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from sasc_ttrl.answers import DEFAULT_TIMEOUT_SECONDS
+from sasc_ttrl.benchmark_data import Question
 from sasc_ttrl.demo import chat_question
-from sasc_ttrl.evaluate import Question, sample_benchmark
+from sasc_ttrl.evaluate import sample_benchmark
 from sasc_ttrl.generation import load_transformers_model, load_vllm, sample_records
 from sasc_ttrl.task_world import make_questions
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sasc_ttrl import evaluate
-from sasc_ttrl.evaluate import EvalArguments, load_benchmark, main, make_parser, read_samples, reference_answer
+from sasc_ttrl import benchmark_data, evaluate
+from sasc_ttrl.benchmark_data import load_benchmark, reference_answer
+from sasc_ttrl.evaluate import EvalArguments, main, make_parser, read_samples
 from sasc_ttrl.tiny_model import write_tiny_dataset
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -215,8 +216,8 @@ def test_benchmark_names_fall_back_to_the_hub(monkeypatch):
         calls.append((source, split))
         return Dataset.from_list([{"problem": "2+2?", "answer": "4", "unique_id": "a"}])
 
-    monkeypatch.setattr(evaluate, "benchmarks_dir", lambda: None)
-    monkeypatch.setattr(evaluate, "load_raw_dataset", fake_load)
+    monkeypatch.setattr(benchmark_data, "benchmarks_dir", lambda: None)
+    monkeypatch.setattr(benchmark_data, "load_raw_dataset", fake_load)
     (question,) = load_benchmark("math500")
     assert calls == [("HuggingFaceH4/MATH-500", "test")]
     assert (question.key, question.question, question.gold) == ("a", "2+2?", "4")
