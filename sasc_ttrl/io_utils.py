@@ -1,8 +1,12 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written report."""
+"""Atomic file writes (a reader or a crash never sees a half-written report) and the settings guard of resumable
+output folders."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +46,6 @@ def check_run_settings(
     must equal the recorded one, else a ValueError names each changed setting (old, new). A setting missing from the
     record (added to the program after that run) counts as its value in ``defaults``.
     """
-    import json
-    import shutil
-
     output_dir = Path(output_dir)
     config_file = output_dir / config_name
     if overwrite and output_dir.exists():
@@ -65,6 +66,4 @@ def check_run_settings(
 
 def field_defaults(cls: type) -> dict[str, Any]:
     """The plain default of each field of the dataclass ``cls`` (fields with a factory or no default are left out)."""
-    from dataclasses import MISSING, fields
-
     return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
