@@ -124,3 +124,18 @@ def load_benchmark(
         )
         for i, row in enumerate(dataset)
     ]
+
+
+def load_questions(
+    name: str,
+    split: str | None = None,
+    limit: int | None = None,
+    prompt_column: str | None = None,
+    answer_column: str | None = None,
+) -> list[Question]:
+    """Questions of a benchmark or data set, with their hidden answers when it has some (``gold=None`` otherwise).
+
+    [`load_benchmark`] without its requirement of an answer column: the loader of the builder and of self-improve,
+    which also run on unlabeled data sets.
+    """
+    return load_benchmark(name, split, limit, prompt_column, answer_column, require_answer=False)

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from .answers import group_equivalent, is_equivalent
-from .benchmark_data import Question, load_benchmark
+from .benchmark_data import Question, load_questions
 from .build_args import CONFIG_FILE, FREE_KEYS, GUIDED_SEED_OFFSET, BuildArguments
 from .data import render_prompt
 from .evaluate import read_samples
@@ -67,20 +67,6 @@ from .selection_report import comparison_report, write_comparison
 from .validation import check_model_vocabulary, data_errors, run_command
 
 logger = logging.getLogger(__name__)
-
-
-def load_questions(
-    name: str,
-    split: str | None = None,
-    limit: int | None = None,
-    prompt_column: str | None = None,
-    answer_column: str | None = None,
-) -> list[Question]:
-    """Questions of a benchmark or data set, with their hidden answers when it has some (``gold=None`` otherwise).
-
-    The evaluator's loader ([`benchmark_data.load_benchmark`]) without its requirement of an answer column.
-    """
-    return load_benchmark(name, split, limit, prompt_column, answer_column, require_answer=False)
 
 
 def append_row(handle, row: dict[str, Any]) -> None:

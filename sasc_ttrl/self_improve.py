@@ -40,8 +40,7 @@ from transformers import AutoTokenizer
 from trl import TrlParser
 
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
-from .benchmark_data import Question
-from .build_data import load_questions
+from .benchmark_data import Question, load_questions
 from .data import PROMPT_STYLES, build_prompt, check_prompt_style, render_prompt
 from .finetune import TrainSettings, sft_finetune
 from .generation import SampleRecord, grade_records, load_transformers_model, sample_records

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from sasc_ttrl import build_data
-from sasc_ttrl.build_data import BuildArguments, load_questions
+from sasc_ttrl.benchmark_data import load_questions
+from sasc_ttrl.build_data import BuildArguments
 from sasc_ttrl.key_steps import KeyStepClient, KeyStepError, chat_completions_url
 from sasc_ttrl.selection import SELECTION_METHODS, compute_token_features
 from sasc_ttrl.tiny_model import write_tiny_dataset
