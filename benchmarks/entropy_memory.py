@@ -3,7 +3,7 @@
 Logits of shape ``(T, 151936)`` (Qwen2.5's vocabulary) for T = 1k / 4k / 16k tokens are made once per length;
 three ways of reducing them to one entropy per token are then measured on the same tensor:
 
-* **top-k** -- `sasc_ttrl.stability.topk_entropy_from_logits` (k = 20, 1024-row chunks), the project's code;
+* **top-k** -- `sasc_ttrl.sampling.entropy.topk_entropy_from_logits` (k = 20, 1024-row chunks), the project's code;
 * **full, same chunks** -- the same 1024-row loop with the softmax over the whole vocabulary;
 * **full, TRL** -- TRL's own `trl.trainer.utils.entropy_from_logits` (128-row chunks), what GRPOTrainer computes.
 
@@ -40,7 +40,7 @@ import record  # noqa: E402 - sets OMP_NUM_THREADS
 import torch  # noqa: E402
 from trl.trainer.utils import entropy_from_logits  # noqa: E402
 
-from sasc_ttrl.stability import _entropy_of_logits, topk_entropy_from_logits  # noqa: E402
+from sasc_ttrl.sampling.entropy import _entropy_of_logits, topk_entropy_from_logits
 
 TARGET_FACTOR = 100.0
 TARGET_LENGTH = 4096

@@ -26,9 +26,9 @@ import record  # sets OMP_NUM_THREADS
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sasc_ttrl.data import render_prompt
-from sasc_ttrl.entropy_capture import EntropyRecorder, capture_topk_entropies, forward_topk_entropies
-from sasc_ttrl.tiny_model import build_tiny_model
+from sasc_ttrl.data.prompts import render_prompt
+from sasc_ttrl.demo.tiny_model import build_tiny_model
+from sasc_ttrl.sampling.entropy_capture import EntropyRecorder, capture_topk_entropies, forward_topk_entropies
 
 VARIANTS = ("generate", "generate + hook", "generate + forward pass")
 

@@ -101,7 +101,7 @@ def record_figures(name: str, title: str, body: str, path: str | os.PathLike | N
     Returns:
         The path written.
     """
-    from sasc_ttrl.io_utils import write_atomic
+    from sasc_ttrl.data.store import write_atomic
 
     path = Path(path) if path is not None else DEFAULT_BENCHMARKS_FILE
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"

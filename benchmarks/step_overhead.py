@@ -3,7 +3,7 @@
 Two variants on the same tiny model, data, seed and GRPO config:
 
 * **A**: TRL's plain `GRPOTrainer` with a plain majority-vote reward written here (extract each completion's
-  answer, group equivalent answers with `sasc_ttrl.answers`, reward agreement with the largest class);
+  answer, group equivalent answers with `sasc_ttrl.core.answers`, reward agreement with the largest class);
 * **B**: `SASCTrainer` with the `sasc` reward (entropy capture during generation, gather, stability-aware vote,
   logged diagnostics) -- what `sasc-ttrl train` runs.
 
@@ -34,15 +34,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, ProgressCallback, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, TrlParser
 
-import sasc_ttrl.answers as answers_module
-import sasc_ttrl.rewards as rewards_module
-from sasc_ttrl.answers import extract_answer, group_equivalent
-from sasc_ttrl.configs import SASCConfig
-from sasc_ttrl.data import load_math_dataset
-from sasc_ttrl.entropy_capture import EntropyRecorder
-from sasc_ttrl.rewards import get_reward_funcs
-from sasc_ttrl.tiny_model import build_tiny_model, write_tiny_dataset
-from sasc_ttrl.trainer import SASCTrainer
+import sasc_ttrl.core.answers as answers_module
+import sasc_ttrl.training.rewards as rewards_module
+from sasc_ttrl.core.answers import extract_answer, group_equivalent
+from sasc_ttrl.data.training_data import load_math_dataset
+from sasc_ttrl.demo.tiny_model import build_tiny_model, write_tiny_dataset
+from sasc_ttrl.sampling.entropy_capture import EntropyRecorder
+from sasc_ttrl.training.configs import SASCConfig
+from sasc_ttrl.training.rewards import get_reward_funcs
+from sasc_ttrl.training.trainer import SASCTrainer
 
 TARGET_RATIO = 1.05
 VOTE_FUNCTIONS = ("sasc_vote", "stability_vote")

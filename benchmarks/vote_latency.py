@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import record  # sets OMP_NUM_THREADS
 
-from sasc_ttrl.answers import clear_caches, group_equivalent
-from sasc_ttrl.voting import sasc_vote
+from sasc_ttrl.core.answers import clear_caches, group_equivalent
+from sasc_ttrl.core.voting import sasc_vote
 
 TARGET_MS = 20.0
 GROUP_SIZE = 64

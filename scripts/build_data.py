@@ -6,11 +6,11 @@ Command::
         --methods all --n_candidates 8 --temperature 0.6 --output_dir outputs/build
     python scripts/build_data.py --config build.yaml   # CLI flags override the YAML
 
-Same as ``sasc-ttrl build``; see `sasc_ttrl.build_data` for the arguments and outputs.
+Same as ``sasc-ttrl build``; see `sasc_ttrl.commands.build` for the arguments and outputs.
 """
 
-from sasc_ttrl.build_data import main, make_parser
-from sasc_ttrl.validation import run_command
+from sasc_ttrl.cli import run_command
+from sasc_ttrl.commands.build import main, make_parser
 
 if __name__ == "__main__":
     run_command(make_parser, main, "scripts/build_data.py")

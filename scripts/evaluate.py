@@ -6,11 +6,11 @@ Command::
         --n 16 --output_dir outputs/eval/base
     python scripts/evaluate.py --config eval.yaml   # CLI flags override the YAML
 
-Same as ``sasc-ttrl eval``; see `sasc_ttrl.evaluate` for the arguments and outputs.
+Same as ``sasc-ttrl eval``; see `sasc_ttrl.commands.eval` for the arguments and outputs.
 """
 
-from sasc_ttrl.evaluate import main, make_parser
-from sasc_ttrl.validation import run_command
+from sasc_ttrl.cli import run_command
+from sasc_ttrl.commands.eval import main, make_parser
 
 if __name__ == "__main__":
     run_command(make_parser, main, "scripts/evaluate.py")

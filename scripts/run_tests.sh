@@ -9,6 +9,7 @@ VENV="${SASC_TTRL_VENV:-.venv}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" TOKENIZERS_PARALLELISM=false
 export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$HOME/.cache/sasc_ttrl/torch_extensions}"
 "$VENV/bin/ruff" check sasc_ttrl tests scripts benchmarks
+"$VENV/bin/lint-imports"  # the package's layers (pyproject.toml [tool.importlinter])
 "$VENV/bin/python" -m pytest -m "slow or not slow" "$@"
 # The vLLM tests run in their own environment (vLLM's CPU build pins an older transformers than the project).
 if [ "${SASC_TTRL_SKIP_VLLM:-0}" != "1" ]; then

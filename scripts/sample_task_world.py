@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from types import SimpleNamespace
 
-from sasc_ttrl.answers import DEFAULT_TIMEOUT_SECONDS
-from sasc_ttrl.benchmark_data import Question
-from sasc_ttrl.demo import chat_question
-from sasc_ttrl.evaluate import sample_benchmark
-from sasc_ttrl.generation import load_transformers_model, load_vllm, sample_records
-from sasc_ttrl.task_world import make_questions
+from sasc_ttrl.core.answers import DEFAULT_TIMEOUT_SECONDS
+from sasc_ttrl.data.benchmarks import Question
+from sasc_ttrl.demo.run import chat_question
+from sasc_ttrl.demo.task_world import make_questions
+from sasc_ttrl.sampling.benchmark import sample_benchmark
+from sasc_ttrl.sampling.generation import SamplingSettings, sample_records
+from sasc_ttrl.sampling.models import load_transformers_model, load_vllm
 
 
 def main() -> None:
@@ -54,23 +54,18 @@ def main() -> None:
         prompts = [
             tokenizer.apply_chat_template(messages[q.key], tokenize=False, add_generation_prompt=True) for q in chunk
         ]
-        return sample_records(
-            args.backend,
-            model,
-            tokenizer,
-            prompts,
-            n=args.n,
-            temperature=args.temperature,
-            top_p=1.0,
-            max_tokens=args.max_tokens,
-            seed=args.seed,
-            batch_size=len(chunk),
-            sample_keys=[q.index for q in chunk],
-        )
+        return sample_records(args.backend, model, tokenizer, prompts, settings, sample_keys=[q.index for q in chunk])
 
+    settings = SamplingSettings(
+        n=args.n,
+        temperature=args.temperature,
+        top_p=1.0,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     # The evaluator's loop: skips questions already in the file, appends and fsyncs one line per question.
-    settings = SimpleNamespace(batch_size=args.batch_size, answer_timeout=DEFAULT_TIMEOUT_SECONDS)
-    sample_benchmark("task world", questions, Path(args.output), sampler, settings)
+    sample_benchmark("task world", questions, Path(args.output), sampler, args.batch_size, DEFAULT_TIMEOUT_SECONDS)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ CACHE = Path(os.environ.get("SASC_TTRL_CACHE", Path.home() / ".cache" / "sasc_tt
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """Path of the project's tiny math model (built on first use, about 40 s; cached across runs)."""
-    from sasc_ttrl.tiny_model import build_tiny_model
+    from sasc_ttrl.demo.tiny_model import build_tiny_model
 
     CACHE.mkdir(parents=True, exist_ok=True)
     with FileLock(str(CACHE / "tiny-model.lock")):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sasc_ttrl.train import make_parser
+from sasc_ttrl.commands.train import make_parser
 
 ALL_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
 # Recipes of the offline commands live in recipes/<Model>/<folder>/ and parse with that folder's command.

@@ -13,8 +13,8 @@ import pytest
 import transformers
 
 from sasc_ttrl import cli
-from sasc_ttrl.tiny_model import write_tiny_dataset
-from sasc_ttrl.validation import last_complete_checkpoint, resolve_resume_checkpoint
+from sasc_ttrl.demo.tiny_model import write_tiny_dataset
+from sasc_ttrl.training.checks import last_complete_checkpoint, resolve_resume_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = str(REPO / "recipes" / "tiny" / "sasc_cpu.yaml")

@@ -1,9 +1,14 @@
-"""Selection methods of the offline pipeline: pick one of N candidate completions of a question.
+"""Selection methods of the offline pipeline (pick one of N candidates of a question) and the builder that runs them.
 
-Every method is a pure function ``select(candidates, context) -> Selection`` registered by name
-([`register_method`], which refuses a duplicate name); ``sasc-ttrl build --methods ...`` runs them on one shared
-set of candidates. The methods reuse the project's one implementation of each idea: answers and equivalence from
-`answers`, the votes from `voting`, the top-k entropies and the stability gate from `stability` / `voting`.
+Lives here: the scorers, the candidate record, the builder engine and its arguments, Monte-Carlo step labels, and
+(in ``adapters/``) the three model adapters. May import ``core``, ``data`` and ``sampling``; never ``training``.
+
+Every method is a function ``select(candidates, context) -> Selection`` registered by name ([`register_method`],
+which refuses a duplicate name); ``sasc-ttrl build --methods ...`` runs them on one shared set of candidates. Most
+are pure scorers of what the candidates carry; ``self-eval`` and ``self-calibration --calibration_confidence
+self-eval`` call the Yes/No judge and ``verifier`` a reward model (`sasc_ttrl.selection.adapters`), handed to them
+in the context. The methods reuse the project's one implementation of each idea: answers and equivalence from
+`core.answers`, the votes from `core.voting`, the instability statistics from `core.stability`.
 
 | name | what it scores |
 |---|---|
@@ -18,9 +23,20 @@ set of candidates. The methods reuse the project's one implementation of each id
 | ``verifier`` | an outcome or process reward model given by path |
 """
 
-from . import baseline, coe, deepconf, sasc, self_calibration, self_certainty, self_consistency, self_eval, verifier
+from . import (
+    baseline,
+    coe,
+    deepconf,
+    sasc,
+    self_calibration,
+    self_certainty,
+    self_consistency,
+    self_eval,
+    verifier,
+)
+from .adapters.token_features import compute_token_features
 from .base import Selection, SelectionContext, SelectionSettings
-from .candidates import Candidate, TokenFeatures, compute_token_features
+from .candidates import Candidate, TokenFeatures
 from .registry import ALL, NEEDS, SELECTION_METHODS, MethodSpec, get_method, register_method, resolve_methods
 
 __all__ = [

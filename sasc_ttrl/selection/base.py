@@ -14,9 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..answers import group_equivalent
-from ..rewards import VoteSettings
-from ..voting import VoteResult
+from ..core.answers import group_equivalent
+from ..core.voting import VoteResult, VoteSettings
 
 STEP_AGGREGATIONS = ("min", "mean", "last")
 DEEPCONF_MODES = ("lowest", "bottom10", "tail", "mean")

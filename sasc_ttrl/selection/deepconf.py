@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..voting import weighted_vote
+from ..core.voting import weighted_vote
 from .base import Selection, SelectionContext, vote_selection
 from .candidates import Candidate
 from .registry import register_method

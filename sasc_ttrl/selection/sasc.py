@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..voting import stability_vote
+from ..core.voting import stability_vote
 from .base import Selection, SelectionContext, vote_selection
 from .candidates import Candidate
 from .registry import register_method

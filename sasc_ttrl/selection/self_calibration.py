@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from ..voting import weighted_vote
+from ..core.voting import weighted_vote
 from .base import Selection, SelectionContext, best_of_n, vote_selection
 from .candidates import Candidate, mean_token_probability
 from .registry import register_method

@@ -1,0 +1,4 @@
+"""One module per ``sasc-ttrl`` command, each an ``Arguments`` dataclass, ``make_parser`` and ``main``.
+
+Commands never import each other: what two of them share lives in a lower layer. Only `sasc_ttrl.cli` imports them.
+"""

@@ -1,0 +1,367 @@
+"""Verifiers from builder rollouts: Monte-Carlo step labels, a process reward model (PRM) and an outcome verifier.
+
+Command::
+
+    sasc-ttrl prm --dataset_path outputs/build/self-consistency.jsonl --model_name_or_path MODEL \\
+        --k 4 --rule any --target pseudo_label --output_dir outputs/prm
+    sasc-ttrl build ... --methods verifier --verifier_model_name_or_path outputs/prm/orm   # rerank with it
+
+The input is a builder output written with ``--save_candidates``. Three stages (``--stages``), each resumable:
+
+1. ``label``: every candidate's steps are labelled by Monte-Carlo completion ([`step_labels`]) against the
+   pseudo-label (``--target pseudo_label``, default) or the reference answer (``--target gold``, only when you may
+   use it). Rows go to ``step_labels.jsonl``, one per question, appended and fsynced; a rerun skips the questions
+   the file holds, and a rerun with other labelling settings is refused (``--overwrite`` starts over). Every row
+   records its ``target``.
+2. ``prm``: token classification (2 labels, ``AutoModelForTokenClassification``) at the step separators with
+   transformers' ``Trainer``: labels on each separator's last token, -100 elsewhere. Saved to ``prm/``.
+3. ``orm``: an outcome verifier with TRL's ``RewardTrainer`` on pairs (chosen = a candidate agreeing with the
+   target, rejected = one that does not), written to ``orm_pairs.jsonl``; saved to ``orm/``.
+
+A finished stage (its folder exists) is skipped. Both models load in the builder's ``verifier`` method:
+``--verifier_kind orm`` with ``orm/``, ``--verifier_kind prm`` with ``prm/`` (the token-classification head is
+recognised and scored at the separators).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+from trl import TrlParser
+
+from ..core.answers import DEFAULT_TIMEOUT_SECONDS
+from ..data.prompts import PROMPT_STYLES, check_prompt_style, render_prompt
+from ..data.rollouts import QuestionRollouts, agreement, builder_prompt_style, read_builder_rollouts
+from ..data.store import append_row, check_run_settings, field_defaults, read_samples, save_model_atomic, write_atomic
+from ..sampling.generation import BACKENDS, SamplingSettings, resolve_backend, sample_records
+from ..sampling.models import load_transformers_model
+from ..selection.step_labels import RULES, StepLabelSettings, encode_steps, label_steps
+from ..training.sft import TrainSettings
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("label", "prm", "orm")
+LABELS_FILE = "step_labels.jsonl"
+PAIRS_FILE = "orm_pairs.jsonl"
+CONFIG_FILE = "prm_config.json"
+# Settings that determine the step labels: a resumed run must not change them.
+LABEL_KEYS = (
+    "dataset_path",
+    "model_name_or_path",
+    "k",
+    "rule",
+    "threshold",
+    "target",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "limit",
+    "prompt_style",
+)
+
+
+@dataclass
+class PRMArguments(TrainSettings):
+    """Arguments of ``sasc-ttrl prm`` (the training settings apply to both the PRM and the outcome verifier)."""
+
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "Builder output (<method>.jsonl) written with --save_candidates."}
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Samples the continuations; initialises the PRM and the verifier."}
+    )
+    output_dir: str = field(default="outputs/prm", metadata={"help": "Output directory."})
+    stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={"help": f"Stages: {STAGES}."})
+    k: int = field(default=4, metadata={"help": "Continuations sampled per step prefix."})
+    rule: str = field(default="any", metadata={"help": f"Step label rule: {' or '.join(RULES)}."})
+    threshold: float = field(default=0.5, metadata={"help": "rule=share: share of continuations that must agree."})
+    target: str = field(
+        default="pseudo_label",
+        metadata={"help": "pseudo_label (label-free) or gold (the reference answer, when you may use it)."},
+    )
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the continuations."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of the continuations."})
+    max_tokens: int = field(default=256, metadata={"help": "Longest continuation in tokens."})
+    prompt_style: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Prompt of the continuations ({', '.join(PROMPT_STYLES)}); default: the builder output's own "
+            "(its build_config.json), so that continuations extend the rollouts in the prompt they were sampled in."
+        },
+    )
+    batch_size: int = field(default=4, metadata={"help": "Prefixes per generation call."})
+    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
+    separator: str = field(default="\n", metadata={"help": "Text after each step; the PRM reads its last token."})
+    max_pairs_per_question: int = field(default=4, metadata={"help": "Outcome verifier pairs per question."})
+    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
+    overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
+
+    def __post_init__(self):
+        if isinstance(self.stages, str):
+            self.stages = self.stages.replace(",", " ").split()
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown or not self.stages:
+            raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
+        if self.dataset_path is None or self.model_name_or_path is None:
+            raise ValueError("dataset_path (a builder output) and model_name_or_path are required")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.prompt_style is None:
+            self.prompt_style = builder_prompt_style(self.dataset_path)
+        check_prompt_style(self.prompt_style)
+        if self.max_pairs_per_question < 1:
+            raise ValueError(f"max_pairs_per_question must be >= 1, got {self.max_pairs_per_question}")
+        self.label_settings()
+        self.check_training()
+
+    def label_settings(self) -> StepLabelSettings:
+        """The Monte-Carlo labelling settings (validated)."""
+        return StepLabelSettings(k=self.k, rule=self.rule, threshold=self.threshold, target=self.target)
+
+
+# -- stage 1: Monte-Carlo step labels ------------------------------------------------------------------------------
+def label_dataset(args: PRMArguments, questions: list[QuestionRollouts], path: Path) -> list[dict[str, Any]]:
+    """Write the step-label row of every question ``path`` does not hold yet; return all rows in order."""
+    done = read_samples(path)
+    todo = [q for q in questions if q.key not in done]
+    if len(todo) < len(questions):
+        logger.info("resuming: %d of %d questions already labelled", len(questions) - len(todo), len(questions))
+    settings = args.label_settings()
+    if todo:
+        backend = resolve_backend(args.backend)
+        if backend == "vllm":
+            from transformers import AutoTokenizer
+
+            from ..sampling.models import load_vllm
+
+            model = load_vllm(args.model_name_or_path, seed=args.seed)
+            tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+        else:
+            model, tokenizer = load_transformers_model(args.model_name_or_path)
+        with open(path, "a", encoding="utf-8") as handle:
+            for q in tqdm(todo, unit="question", desc="step labels"):
+
+                def continue_fn(question: str, prefixes, k: int, q=q) -> list[list[str]]:
+                    prompt = render_prompt(question, tokenizer, args.prompt_style)
+                    groups = sample_records(
+                        backend,
+                        model,
+                        tokenizer,
+                        [prompt + p for p in prefixes],
+                        SamplingSettings(
+                            n=k,
+                            temperature=args.temperature,
+                            top_p=args.top_p,
+                            max_tokens=args.max_tokens,
+                            seed=args.seed,
+                            batch_size=args.batch_size,
+                        ),
+                        sample_keys=[q.index * 1_000_000 + m for m in range(len(prefixes))],
+                    )
+                    return [[r.text for r in g] for g in groups]
+
+                target = q.target(args.target)
+                labelled = label_steps(
+                    q.question,
+                    [r["text"] for r in q.rollouts],
+                    target,
+                    continue_fn,
+                    settings,
+                    timeout=args.answer_timeout,
+                )
+                row = {
+                    "id": q.key,
+                    "question": q.question,
+                    "target": args.target,
+                    "target_answer": target,
+                    "k": args.k,
+                    "rule": args.rule,
+                    "threshold": args.threshold,
+                    "rollouts": [
+                        {"text": r["text"], "answer": r.get("answer"), **lab} for r, lab in zip(q.rollouts, labelled)
+                    ],
+                }
+                append_row(handle, row)
+                done[q.key] = row
+    return [done[q.key] for q in questions]
+
+
+def label_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts of the step-label data set: questions, rollouts, steps and the share of good steps."""
+    labels = [lab for row in rows for r in row["rollouts"] for lab in r["labels"]]
+    return {
+        "questions": len(rows),
+        "rollouts": sum(len(row["rollouts"]) for row in rows),
+        "steps": len(labels),
+        "good_step_share": sum(labels) / len(labels) if labels else None,
+    }
+
+
+# -- stage 2: the process reward model -----------------------------------------------------------------------------
+def prm_examples(tokenizer: Any, rows: list[dict[str, Any]], separator: str, max_length: int) -> list[dict]:
+    """Token-classification examples (``input_ids``, ``attention_mask``, ``labels``) of every labelled rollout."""
+    examples = []
+    for row in rows:
+        for r in row["rollouts"]:
+            if not r["steps"]:
+                continue
+            enc = encode_steps(tokenizer, row["question"], r["steps"], r["labels"], separator, max_length)
+            if enc["positions"]:
+                examples.append(
+                    {
+                        "input_ids": enc["input_ids"],
+                        "attention_mask": [1] * len(enc["input_ids"]),
+                        "labels": enc["labels"],
+                    }
+                )
+    return examples
+
+
+def train_prm(args: PRMArguments, rows: list[dict[str, Any]], output_dir: Path) -> dict[str, float]:
+    """Train the 2-label token classifier at the step separators and save it to ``output_dir``."""
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    examples = prm_examples(tokenizer, rows, args.separator, args.max_length)
+    if not examples:
+        raise ValueError(f"{args.output_dir}/{LABELS_FILE} holds no labelled step to train the PRM on")
+    model = AutoModelForTokenClassification.from_pretrained(
+        args.model_name_or_path,
+        num_labels=2,
+        id2label={0: "bad", 1: "good"},
+        label2id={"bad": 0, "good": 1},
+        dtype="float32",
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.prm_step_separator = args.separator  # read back by the builder's verifier
+    kwargs = args.trainer_kwargs(output_dir.with_name("prm-trainer"))
+    kwargs.pop("gradient_checkpointing")  # TRL's configs turn it on by default; transformers' do not
+    training = TrainingArguments(**kwargs)
+    trainer = Trainer(
+        model=model,
+        args=training,
+        train_dataset=Dataset.from_list(examples),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+    )
+    result = trainer.train()
+    save_model_atomic(trainer.model, tokenizer, output_dir)
+    return {"examples": len(examples), **{k: float(v) for k, v in result.metrics.items()}}
+
+
+# -- stage 3: the outcome verifier ---------------------------------------------------------------------------------
+def preference_pairs(rows: list[dict[str, Any]], max_pairs: int, timeout: float | None) -> list[dict[str, Any]]:
+    """Chosen / rejected pairs per question: candidates agreeing with the row's target vs the others.
+
+    The i-th pair takes the i-th agreeing and the i-th other candidate, cycling through the shorter list, up to
+    ``max_pairs`` pairs (a question where all or none agree gives none).
+    """
+    pairs = []
+    for row in rows:
+        agree = agreement([r.get("answer") for r in row["rollouts"]], row["target_answer"], timeout)
+        chosen = [r["text"] for r, a in zip(row["rollouts"], agree) if a]
+        rejected = [r["text"] for r, a in zip(row["rollouts"], agree) if not a]
+        if not chosen or not rejected:
+            continue
+        count = min(max_pairs, max(len(chosen), len(rejected)))
+        for c, r in itertools.islice(zip(itertools.cycle(chosen), itertools.cycle(rejected)), count):
+            pairs.append(
+                {
+                    "id": row["id"],
+                    "target": row["target"],
+                    "prompt": [{"role": "user", "content": row["question"]}],
+                    "chosen": [{"role": "assistant", "content": c}],
+                    "rejected": [{"role": "assistant", "content": r}],
+                }
+            )
+    return pairs
+
+
+def train_orm(args: PRMArguments, pairs: list[dict[str, Any]], output_dir: Path) -> dict[str, float]:
+    """Train the outcome verifier with TRL's ``RewardTrainer`` and save it to ``output_dir``."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    if not pairs:
+        raise ValueError("no chosen/rejected pair: every question's candidates all agree (or all disagree)")
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = RewardConfig(
+        **args.trainer_kwargs(output_dir.with_name("orm-trainer")),
+        max_length=args.max_length,
+        model_init_kwargs={"dtype": "float32"},
+        dataset_num_proc=None,
+    )
+    dataset = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    trainer = RewardTrainer(
+        model=args.model_name_or_path, args=config, train_dataset=dataset, processing_class=tokenizer
+    )
+    if trainer.model.config.pad_token_id is None:
+        trainer.model.config.pad_token_id = tokenizer.pad_token_id
+    result = trainer.train()
+    save_model_atomic(trainer.model, tokenizer, output_dir)
+    return {"pairs": len(pairs), **{k: float(v) for k, v in result.metrics.items()}}
+
+
+# -- the command ---------------------------------------------------------------------------------------------------
+def _check_config(args: PRMArguments, output_dir: Path) -> None:
+    settings = {k: v for k, v in asdict(args).items() if k in LABEL_KEYS}
+    defaults = {**field_defaults(PRMArguments), "prompt_style": "math"}  # labels made before the field existed
+    check_run_settings(output_dir, CONFIG_FILE, settings, args.overwrite, defaults, what="step labels")
+
+
+def main(args: PRMArguments) -> dict[str, Any]:
+    """Run the requested stages; return (and write to ``prm_report.json``) what each produced."""
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    output_dir = Path(args.output_dir)
+    _check_config(args, output_dir)
+    labels_path = output_dir / LABELS_FILE
+    report_path = output_dir / "prm_report.json"
+    report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report["target"] = args.target
+    if "label" in args.stages:
+        questions = read_builder_rollouts(args.dataset_path, args.target)[: args.limit]
+        rows = label_dataset(args, questions, labels_path)
+    else:
+        if not labels_path.exists():
+            raise FileNotFoundError(f"{labels_path} does not exist: run the 'label' stage first")
+        rows = list(read_samples(labels_path).values())
+    report["labels"] = label_statistics(rows)
+    logger.info("step labels: %s", report["labels"])
+    if "prm" in args.stages:
+        if (output_dir / "prm").exists():
+            logger.info("%s exists: PRM already trained, skipped", output_dir / "prm")
+        else:
+            report["prm"] = train_prm(args, rows, output_dir / "prm")
+    if "orm" in args.stages:
+        if (output_dir / "orm").exists():
+            logger.info("%s exists: outcome verifier already trained, skipped", output_dir / "orm")
+        else:
+            pairs = preference_pairs(rows, args.max_pairs_per_question, args.answer_timeout)
+            write_atomic(output_dir / PAIRS_FILE, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs))
+            report["orm"] = train_orm(args, pairs, output_dir / "orm")
+    write_atomic(report_path, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def make_parser() -> TrlParser:
+    """The argument parser of ``sasc-ttrl prm`` (supports ``--config prm.yaml``)."""
+    return TrlParser((PRMArguments,))

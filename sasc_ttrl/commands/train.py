@@ -1,0 +1,179 @@
+"""Train a model on unlabeled math prompts with SASC-TTRL (or the TTRL baseline: ``--reward_funcs majority``).
+
+Command (one process, CPU or one GPU)::
+
+    sasc-ttrl train --config recipes/tiny/sasc_cpu.yaml
+
+On the questions of a builder output (``sasc-ttrl build``), optionally with its pseudo-labels as fixed labels::
+
+    sasc-ttrl train --config recipes/tiny/sasc_cpu.yaml --dataset_name outputs/build/sasc.jsonl \\
+        --use_builder_pseudo_labels true --builder_max_majority_ratio 0.99
+
+Several processes / DeepSpeed::
+
+    accelerate launch --config_file accelerate_configs/zero2.yaml scripts/train.py --config recipe.yaml
+
+CLI flags override the YAML, which overrides the defaults. Resume an interrupted run from its latest checkpoint
+(``save_strategy: steps``) with ``--resume_from_checkpoint auto`` (or a checkpoint folder); a rerun into the same
+``output_dir`` without the flag also continues from there. Configuration and data errors stop the run before any
+model is loaded (one line on stderr, exit code 2; see `validation`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers import AutoTokenizer, set_seed
+from trl import ModelConfig, TrlParser, get_peft_config
+
+from ..data.training_data import is_builder_output, load_builder_output, load_math_dataset
+from ..training.checks import validate_train
+from ..training.configs import SASCConfig, SASCScriptArguments
+
+logger = logging.getLogger(__name__)
+
+
+def _setup_logging(training_args: SASCConfig) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logging.getLogger("sasc_ttrl").setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConfig, tokenizer):
+    """The training questions: a builder output (``sasc-ttrl build`` rows) or any math data set.
+
+    With a builder output, the questions can be banded by ``majority_ratio`` and, with
+    ``use_builder_pseudo_labels``, its pseudo-labels become fixed labels: the reward is then ``fixed_label``
+    (unless ``reward_funcs`` already names it).
+    """
+    builder_options = (
+        script_args.builder_min_majority_ratio is not None
+        or script_args.builder_max_majority_ratio is not None
+        or script_args.use_builder_pseudo_labels
+    )
+    if not is_builder_output(script_args.dataset_name):
+        if builder_options:
+            raise ValueError(
+                "builder_* options and use_builder_pseudo_labels need a builder output (a <method>.jsonl file "
+                f"written by sasc-ttrl build) as dataset_name, got {script_args.dataset_name!r}"
+            )
+        return load_math_dataset(
+            script_args.dataset_name,
+            tokenizer=tokenizer,
+            split=script_args.dataset_train_split,
+            config=script_args.dataset_config,
+            prompt_column=script_args.prompt_column,
+            answer_column=script_args.answer_column,
+            limit=script_args.max_train_samples,
+            prompt_style=script_args.prompt_style,
+        )
+    if script_args.use_builder_pseudo_labels and "fixed_label" not in training_args.reward_funcs:
+        logger.info("use_builder_pseudo_labels: reward_funcs %s -> ['fixed_label']", training_args.reward_funcs)
+        training_args.reward_funcs = ["fixed_label"]
+    return load_builder_output(
+        script_args.dataset_name,
+        tokenizer=tokenizer,
+        min_majority_ratio=script_args.builder_min_majority_ratio,
+        max_majority_ratio=script_args.builder_max_majority_ratio,
+        pseudo_labels=script_args.use_builder_pseudo_labels,
+        limit=script_args.max_train_samples,
+        prompt_style=script_args.prompt_style,
+    )
+
+
+def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args: ModelConfig):
+    """Load data, tokenizer and model, then train with [`SASCTrainer`] and save the result."""
+    from ..training.trainer import SASCTrainer
+
+    set_seed(training_args.seed)
+    _setup_logging(training_args)
+    logger.info("Model arguments %s", model_args)
+    logger.info("Script arguments %s", script_args)
+
+    # Data, columns, vocabulary, rewards and the checkpoint to resume from, before any weights are read.
+    checkpoint = validate_train(script_args, training_args, model_args)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    train_dataset = load_train_dataset(script_args, training_args, tokenizer)
+
+    model_init_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    if training_args.model_init_kwargs is not None:
+        model_init_kwargs.update(training_args.model_init_kwargs)
+    training_args.model_init_kwargs = model_init_kwargs
+
+    trainer = SASCTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = train_result.metrics
+    metrics["train_samples"] = len(train_dataset)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    trainer.save_model(training_args.output_dir)
+    logger.info("Model saved to %s", training_args.output_dir)
+    if training_args.save_merged_model:
+        save_merged_model(trainer, os.path.join(training_args.output_dir, "merged"))
+    if trainer.accelerator.is_main_process:
+        trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["sasc-ttrl"])
+        trainer.model.config.use_cache = True
+        trainer.model.config.save_pretrained(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    trainer.end() if hasattr(trainer, "end") else None
+    return trainer
+
+
+def save_merged_model(trainer, path: str) -> None:
+    """Merge a trained LoRA adapter into its base model and save model + tokenizer to ``path``.
+
+    Raises:
+        ValueError: when the trained model is not a PEFT model.
+    """
+    from peft import PeftModel
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if not isinstance(model, PeftModel):
+        raise ValueError("save_merged_model needs a PEFT adapter (use_peft: true)")
+    if trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3:
+        raise ValueError("save_merged_model is not supported under ZeRO-3: merge the saved adapter after training")
+    if trainer.accelerator.is_main_process:
+        import copy
+
+        merged = copy.deepcopy(model).merge_and_unload()
+        merged.save_pretrained(path)
+        trainer.processing_class.save_pretrained(path)
+        logger.info("Merged model saved to %s", path)
+    trainer.accelerator.wait_for_everyone()
+
+
+def make_parser() -> TrlParser:
+    """The argument parser of ``sasc-ttrl train``: script, training and model arguments, with ``--config``."""
+    return TrlParser((SASCScriptArguments, SASCConfig, ModelConfig))

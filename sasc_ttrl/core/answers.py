@@ -1,0 +1,390 @@
+"""Final answers: extract them from a completion and decide mathematical equivalence.
+
+Equivalence is decided by `math-verify` (never string equality), with two guards:
+
+* math-verify's own timeouts use POSIX signals, which fail off the main thread (dataloader workers, reward
+  threads). They are disabled (``parsing_timeout=None`` / ``timeout_seconds=None``) and a timeout of our own is
+  enforced by running the check in a separate process that is killed when it overruns ([`verify_process`]; a
+  thread would not do: sympy evaluating ``9^{9^{9}}`` holds the GIL). A check that times out counts as "not
+  equivalent". Answers longer than ``MAX_VERIFY_CHARS``, or holding a number of more than ``MAX_DIGITS`` digits
+  (estimated without building it), are equal only to the same normalised string.
+* Model output is text, never code: nothing here evaluates it (math-verify parses LaTeX with its own grammar and
+  plain expressions only from digits and operators), and extraction and normalisation run in linear time on any
+  input (1 MB completions, thousands of unbalanced ``\\boxed{``).
+* Identical normalised strings are equivalent without calling math-verify, and every parse and pairwise
+  verdict is cached, so grouping a group of rollouts calls math-verify once per *distinct* pair.
+* Two plain numbers whose values differ by far more than math-verify's tolerance are told apart without its
+  ``simplify`` (tens of milliseconds when an irrational is involved); tests check math-verify agrees.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import math
+import re
+from collections.abc import Sequence
+from fractions import Fraction
+from functools import lru_cache
+
+from ..core import verify_process
+
+logger = logging.getLogger(__name__)
+
+# math-verify warns on every call when its signal timeouts are disabled; we enforce our own.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
+logging.getLogger("math_verify.parser").setLevel(logging.ERROR)
+logging.getLogger("math_verify.grader").setLevel(logging.ERROR)
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+MAX_VERIFY_CHARS = 2000  # longer answers are compared as normalised strings only
+_BOXED_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_OPENINGS = {c: re.compile(re.escape(c) + r" *\{") for c in _BOXED_COMMANDS}
+_BRACES = re.compile(r"[{}]")
+# "the answer is": what follows, up to the line's end or a "$"; the answer ends at the first period that ends a
+# sentence (followed by whitespace or the end), or "3.5." would give "3". Scanned without backtracking.
+_ANSWER_IS = re.compile(r"answer is[:\s]*\$?", re.IGNORECASE)
+_ANSWER_END = re.compile(r"[\n$]")
+_SENTENCE_END = re.compile(r"\.(?=\s|$)")
+_GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
+# "the answer is 18, which is Sam's total" -> "18": a number followed by a comma and words, or by a connective, is the
+# number (tuples such as "1, 2" and expressions such as "2 x" are left alone).
+_NUMBER_THEN_PROSE = re.compile(
+    r"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?)"
+    r"(?:,\s+[a-z]|\s+(?:which|because|since|so|as|and|that|is|are|for)\b)"
+)
+
+
+def _last_braced_argument(text: str, command: str) -> tuple[int, str] | None:
+    """Return ``(position, content)`` of the last ``command{...}`` in ``text`` with balanced braces, or None.
+
+    One pass over the braces (linear time, whatever the nesting or the number of unbalanced openings).
+    """
+    openings = {m.end() - 1: m.start() for m in _BOX_OPENINGS[command].finditer(text)}
+    if not openings:
+        return None
+    stack: list[int] = []
+    last: tuple[int, str] | None = None
+    for brace in _BRACES.finditer(text):
+        position = brace.start()
+        if text[position] == "{":
+            stack.append(position)
+        elif stack:
+            opened = stack.pop()
+            if opened in openings and (last is None or openings[opened] > last[0]):
+                last = (openings[opened], text[opened + 1 : position])
+    return last
+
+
+def _answer_is(text: str) -> str | None:
+    """The answer of the last "the answer is ..." sentence, or None."""
+    heads = list(_ANSWER_IS.finditer(text))
+    if not heads:
+        return None
+    stops = [m.start() for m in _ANSWER_END.finditer(text)] + [len(text)]
+    ends = [m.start() for m in _SENTENCE_END.finditer(text)]
+    for head in reversed(heads):
+        start = head.end()
+        stop = stops[bisect.bisect_left(stops, start)]
+        i = bisect.bisect_left(ends, start + 1)
+        if i < len(ends) and ends[i] < stop:
+            stop = ends[i]
+        elif stop < len(text) and text[stop] == "$" and not _closing_dollar_ends_answer(text, stop):
+            continue
+        answer = text[start:stop].strip()
+        if answer:
+            prose = _NUMBER_THEN_PROSE.match(answer)
+            return prose.group(1) if prose else answer
+    return None
+
+
+def _closing_dollar_ends_answer(text: str, dollar: int) -> bool:
+    """Whether the ``$`` at ``dollar`` is followed by the end of the line or a sentence-ending period."""
+    after = len(text) - len(text[dollar + 1 :].lstrip())
+    if after == len(text) or "\n" in text[dollar + 1 : after]:
+        return True
+    return text[after] == "." and (after + 1 == len(text) or text[after + 1].isspace())
+
+
+def extract_answer(text: str | None) -> str | None:
+    """Extract the final answer of a completion.
+
+    The last ``\\boxed{...}`` (or ``\\fbox{...}``) wins; otherwise a GSM8K-style ``#### answer`` line; otherwise the
+    last "the answer is ..." sentence. Returns ``None`` when the completion states no answer.
+
+    Args:
+        text: The completion text.
+
+    Returns:
+        The answer string, stripped, or ``None``.
+    """
+    if not text:
+        return None
+    # The last balanced box of any command wins (a truncated later box falls back to the latest complete one).
+    boxed = [hit for c in _BOXED_COMMANDS if (hit := _last_braced_argument(text, c)) is not None and hit[1].strip()]
+    if boxed:
+        return max(boxed)[1].strip()
+    match = _GSM8K_ANSWER.findall(text)
+    if match and match[-1].strip():
+        return match[-1].strip()
+    return _answer_is(text)
+
+
+_REMOVALS = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "$", "\\displaystyle")
+
+
+def normalize_answer(answer: str) -> str:
+    """Cheap, safe string normalisation used only to short-circuit obviously identical answers.
+
+    Two answers with the same normalised form are equivalent without calling math-verify. Different normalised
+    forms say nothing: math-verify decides.
+    """
+    s = answer.strip()
+    for token in _REMOVALS:
+        s = s.replace(token, "")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"\\text\{([^{}]*)\}", lambda m: m.group(1).strip(), s)
+    s = re.sub(r"\s+", "", s)
+    s = s.rstrip(".")
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        s = s.replace(",", "")
+    if s.endswith("0") and re.fullmatch(r"-?\d+\.\d+", s):  # 2.50 -> 2.5, 3.0 -> 3
+        s = s.rstrip("0").rstrip(".")
+    return s
+
+
+@lru_cache(maxsize=65536)
+def _parse(answer: str):
+    from math_verify import parse
+
+    text = answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
+    return parse(text, parsing_timeout=None)
+
+
+@lru_cache(maxsize=262144)
+def _verify_uncached_timeout_free(gold: str, pred: str) -> bool:
+    from math_verify import verify
+
+    gold_parsed, pred_parsed = _parse(gold), _parse(pred)
+    if not gold_parsed or not pred_parsed:
+        return False
+    if _too_large(gold_parsed) or _too_large(pred_parsed):
+        return False
+    if _numbers_clearly_differ(gold_parsed, pred_parsed):
+        return False
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+MAX_DIGITS = 10_000  # no answer has a number with more digits; sympy would spend hours or gigabytes on one
+
+
+def _too_large(parsed: list) -> bool:
+    """Whether a parsed answer holds a number of more than ``MAX_DIGITS`` digits (``9^{9^{9}}``, ``(10^{10})!``).
+
+    Estimated on the unevaluated expression from the logarithms of its parts, so the number is never built. Such an
+    answer is equivalent only to the same normalised string.
+    """
+    import sympy
+
+    sized = (sympy.Pow, sympy.exp, sympy.factorial, sympy.factorial2, sympy.binomial, sympy.Integer)
+    return any(
+        isinstance(expr, sympy.Basic) and _log10_size(node) > MAX_DIGITS
+        for expr in parsed[:1]
+        for node in sympy.preorder_traversal(expr)
+        if isinstance(node, sized)
+    )
+
+
+def _log10_size(expr) -> float:
+    """An estimate of ``log10(|value|)`` of a numeric sub-expression, from above (``0.0`` when unknown or below 1)."""
+    import sympy
+
+    if isinstance(expr, sympy.Integer | sympy.Rational):
+        return max(math.log10(abs(int(expr.p))) if expr.p else 0.0, math.log10(int(expr.q)), 0.0)
+    if isinstance(expr, sympy.Float):
+        return max(math.log10(abs(float(expr))), 0.0) if expr else 0.0
+    if isinstance(expr, sympy.Pow):
+        base, exponent = expr.args
+        return _value(exponent) * _log10_size(base)
+    if isinstance(expr, sympy.exp):
+        return _value(expr.args[0]) * math.log10(math.e)
+    if isinstance(expr, sympy.factorial | sympy.factorial2):
+        n = _value(expr.args[0])  # Stirling: log10(n!) ~ n log10(n / e) + log10(2 pi n) / 2
+        size = n * math.log10(n / math.e) + math.log10(2 * math.pi * n) / 2 if n > 2 else 0.0
+        return size / 2 if isinstance(expr, sympy.factorial2) else size
+    if isinstance(expr, sympy.binomial):
+        n, k = _value(expr.args[0]), _value(expr.args[1])
+        return min(n * math.log10(2), k * math.log10(max(n, 1.0)))
+    if isinstance(expr, sympy.Mul):
+        return sum(_log10_size(arg) for arg in expr.args)
+    if isinstance(expr, sympy.Add):
+        return max(_log10_size(arg) for arg in expr.args) + math.log10(len(expr.args))
+    return 0.0
+
+
+def _value(expr) -> float:
+    """An estimate of ``|value|`` from above (``inf`` when it does not fit a float)."""
+    size = _log10_size(expr)
+    return math.inf if size > 300 else 10.0**size
+
+
+def _numbers_clearly_differ(gold_parsed: list, pred_parsed: list) -> bool:
+    """Whether both answers parsed to plain numbers whose values differ by far more than math-verify's tolerance.
+
+    math-verify then answers "not equivalent" too, but only after ``simplify(gold - pred)``, which takes tens of
+    milliseconds when an irrational (``\\sqrt{2}/2``, ``\\pi/2``) meets another number. Anything else -- symbols,
+    relations, sets, matrices, percentages (``9\\% = 9`` for math-verify), values within 1e-5 -- is left to it.
+    """
+    import sympy
+
+    if len(gold_parsed) != 2 or len(pred_parsed) != 2:
+        return False
+    (gold_expr, gold_text), (pred_expr, pred_text) = gold_parsed, pred_parsed
+    if not (isinstance(gold_text, str) and isinstance(pred_text, str)) or gold_text.strip() == pred_text.strip():
+        return False
+    for expr in (gold_expr, pred_expr):
+        if (
+            not isinstance(expr, sympy.Expr)
+            or isinstance(expr, sympy.MatrixBase | sympy.MatrixExpr)
+            or not expr.is_number
+            or expr.has(sympy.UnevaluatedExpr)
+        ):
+            return False
+    try:
+        gold_value, pred_value = complex(gold_expr.evalf(30)), complex(pred_expr.evalf(30))
+    except (TypeError, ValueError, ArithmeticError):
+        return False
+    if not all(map(math.isfinite, (gold_value.real, gold_value.imag, pred_value.real, pred_value.imag))):
+        return False
+    # math-verify rounds floats to 6 decimals: values 1e-5 (relative, at least absolute) apart never match.
+    return abs(gold_value - pred_value) > 1e-5 * max(1.0, abs(gold_value), abs(pred_value))
+
+
+_INTEGER_OR_DECIMAL = re.compile(r"-?(?:\d{1,15}(?:\.\d{1,15})?|\.\d{1,15})")
+_FRACTIONS = (  # (sign, numerator, denominator), on normalised answers (\dfrac and \tfrac are \frac by then)
+    re.compile(r"(-?)\\frac\{(-?\d{1,15})\}\{(\d{1,15})\}"),
+    re.compile(r"(-?)\\frac(\d)(\d)"),
+    re.compile(r"(-?)(\d{1,15})/(\d{1,15})"),
+)
+
+
+def _plain_rational(answer: str) -> Fraction | None:
+    """The exact value of a plain integer, decimal or fraction answer (``-3``, ``.5``, ``\\dfrac12``, ``3/8``,
+    ``\\frac{-1}{4}``); ``None`` for anything else (percentages, units, sets, ...)."""
+    if "\\text" in answer or "," in answer:  # "\text{5}" and "1,000" are left to math-verify's own reading
+        return None
+    s = normalize_answer(answer)
+    if _INTEGER_OR_DECIMAL.fullmatch(s):
+        return Fraction(s)
+    for pattern in _FRACTIONS:
+        if match := pattern.fullmatch(s):
+            sign, numerator, denominator = match.groups()
+            if int(denominator) == 0:
+                return None
+            return Fraction(int(numerator), int(denominator)) * (-1 if sign else 1)
+    return None
+
+
+def _rational_verdict(gold: str, pred: str) -> bool | None:
+    """math-verify's verdict on two plain rationals, without math-verify: equal values are equivalent, values far
+    beyond its 6-decimal rounding apart are not; ``None`` (ask math-verify) otherwise. Tests check it agrees."""
+    gold_value, pred_value = _plain_rational(gold), _plain_rational(pred)
+    if gold_value is None or pred_value is None:
+        return None
+    if gold_value == pred_value:
+        return True
+    if abs(gold_value - pred_value) > Fraction(1, 100_000) * max(1, abs(gold_value), abs(pred_value)):
+        return False
+    return None
+
+
+def is_equivalent(gold: str | None, pred: str | None, timeout: float | None = DEFAULT_TIMEOUT_SECONDS) -> bool:
+    """Whether ``pred`` is mathematically equivalent to ``gold``.
+
+    math-verify's ``verify`` is not symmetric: ``gold`` goes first. ``None`` is never equivalent to anything.
+
+    Args:
+        gold: The reference answer (a pseudo-label or a ground-truth answer).
+        pred: The answer to check.
+        timeout: Seconds allowed for one check, run in a separate process that is killed when it overruns; a check
+            that takes longer counts as not equivalent. ``None`` runs the check inline (in this thread) with no
+            limit: only for trusted answers.
+    """
+    if gold is None or pred is None:
+        return False
+    if normalize_answer(gold) == normalize_answer(pred):
+        return True
+    if len(gold) > MAX_VERIFY_CHARS or len(pred) > MAX_VERIFY_CHARS:
+        return False
+    if timeout is None:
+        return _safe_verify(gold, pred)
+    return _timed_verdict(gold, pred, float(timeout))
+
+
+@lru_cache(maxsize=262144)
+def _timed_verdict(gold: str, pred: str, timeout: float) -> bool:
+    """math-verify's verdict from the killable process; a timeout is cached as "not equivalent" like any verdict."""
+    verdict = _rational_verdict(gold, pred)
+    if verdict is not None:  # two plain rationals: decided here, without a round trip to the verify process
+        return verdict
+    verdict = verify_process.verify(gold, pred, timeout)
+    if verdict is None:
+        logger.warning("math-verify: no verdict within %.1fs on %.80r vs %.80r; not equivalent", timeout, gold, pred)
+        return False
+    return verdict
+
+
+def _safe_verify(gold: str, pred: str) -> bool:
+    try:
+        return _verify_uncached_timeout_free(gold, pred)
+    except Exception as err:  # noqa: BLE001 - a malformed answer must never crash training
+        logger.debug("math-verify failed on %r vs %r: %s", gold, pred, err)
+        return False
+
+
+def clear_caches() -> None:
+    """Forget every cached parse and verdict (benchmarks measure the cold path with it)."""
+    _parse.cache_clear()
+    _verify_uncached_timeout_free.cache_clear()
+    _timed_verdict.cache_clear()
+    verify_process.clear_cache()
+
+
+def group_equivalent(
+    answers: Sequence[str | None], timeout: float | None = DEFAULT_TIMEOUT_SECONDS
+) -> list[int | None]:
+    """Group answers into equivalence classes.
+
+    Classes are numbered in order of first appearance; the first answer of a class is its representative and is
+    the ``gold`` side of every math-verify check against it. Identical normalised strings share a class without
+    calling math-verify.
+
+    Args:
+        answers: One answer per rollout, ``None`` where the rollout gave none.
+        timeout: Per-check timeout, see [`is_equivalent`].
+
+    Returns:
+        One class index per answer (``None`` for a missing answer).
+    """
+    classes: list[int | None] = []
+    representatives: list[str] = []
+    by_normal: dict[str, int] = {}
+    for answer in answers:
+        if answer is None:
+            classes.append(None)
+            continue
+        key = normalize_answer(answer)
+        if key in by_normal:
+            classes.append(by_normal[key])
+            continue
+        found = None
+        for idx, rep in enumerate(representatives):
+            if is_equivalent(rep, answer, timeout=timeout):
+                found = idx
+                break
+        if found is None:
+            found = len(representatives)
+            representatives.append(answer)
+        by_normal[key] = found
+        classes.append(found)
+    return classes

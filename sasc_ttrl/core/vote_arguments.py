@@ -1,0 +1,60 @@
+"""Command-line fields of the stability-aware vote, shared by ``train`` (`SASCConfig`), ``eval`` and ``build``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .answers import DEFAULT_TIMEOUT_SECONDS
+from .stability import STATISTICS
+from .voting import WEIGHTINGS, VoteSettings
+
+
+@dataclass
+class VoteArguments:
+    """The vote's hyper-parameters as command-line / recipe fields (see [`voting.VoteSettings`]).
+
+    Args:
+        filter_ratio: Share of a group's answered rollouts dropped by the stability gate (0 = no gate).
+        weight_temperature: Temperature ``T`` of the ``exp`` / ``clipped_exp`` weights.
+        vote_weighting: ``exp`` (exp(-z/T), the method's weight), ``clipped_exp``, ``rank`` or ``uniform``
+            (gate, then plain majority).
+        gate_statistic: Instability statistic of the gate (``std`` is the method's gate).
+        weight_statistic: Instability statistic whose z-score sets the weights.
+        weight_clip: ``c`` of ``clipped_exp`` (z is clipped to ``[-c, c]``).
+        tail_tokens: Tokens of the ``tail`` statistic.
+        window_tokens: Window of the ``bottom_window`` statistic.
+        answer_timeout: Seconds allowed per math-verify equivalence check (answers are grouped into classes).
+    """
+
+    filter_ratio: float = field(
+        default=0.2, metadata={"help": "Share of answered rollouts per group dropped as least stable, in [0, 1)."}
+    )
+    weight_temperature: float = field(default=1.0, metadata={"help": "Temperature T of the exp(-z / T) weights."})
+    vote_weighting: str = field(
+        default="exp", metadata={"help": f"Vote weights: {', '.join(WEIGHTINGS)} (uniform = gate + plain majority)."}
+    )
+    gate_statistic: str = field(
+        default="std", metadata={"help": f"Instability statistic of the gate: {', '.join(STATISTICS)}."}
+    )
+    weight_statistic: str = field(
+        default="std", metadata={"help": f"Instability statistic of the weights: {', '.join(STATISTICS)}."}
+    )
+    weight_clip: float = field(default=0.5, metadata={"help": "clipped_exp: z is clipped to [-c, c]."})
+    tail_tokens: int = field(default=32, metadata={"help": "Tokens of the 'tail' statistic."})
+    window_tokens: int = field(default=16, metadata={"help": "Window of the 'bottom_window' statistic."})
+    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
+
+    @property
+    def vote_settings(self) -> VoteSettings:
+        """The vote hyper-parameters as the pure core takes them (validates every field)."""
+        return VoteSettings(
+            filter_ratio=self.filter_ratio,
+            weight_temperature=self.weight_temperature,
+            weighting=self.vote_weighting,
+            gate_statistic=self.gate_statistic,
+            weight_statistic=self.weight_statistic,
+            weight_clip=self.weight_clip,
+            tail_tokens=self.tail_tokens,
+            window_tokens=self.window_tokens,
+            answer_timeout=self.answer_timeout,
+        )

@@ -1,0 +1,244 @@
+"""Reports of evaluation runs: Markdown tables, pass@k / maj@k plots, a rich summary, and side-by-side comparison.
+
+A *run* is the content of an evaluation's ``metrics.json``::
+
+    {"run_name": ..., "model_name_or_path": ..., "settings": {...}, "maj_at_k_definition": ...,
+     "benchmarks": {"math500": {"num_questions": 500, "n": 16, "k_list": [1, 2, 4, 8, 16],
+                                "avg@16": ..., "pass@1": ..., "maj@1": ..., "sasc@1": ..., ...}}}
+
+Metrics are stored as fractions and shown as percentages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data.store import save_figure_atomic, write_atomic
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+MISSING = "–"
+
+
+def _pct(value: float | None) -> str:
+    return MISSING if value is None else f"{100 * value:.1f}"
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def headline(bench: dict[str, Any]) -> dict[str, float | None]:
+    """The headline numbers of one benchmark: avg@n, and pass/maj/sasc at the largest k."""
+    k = max(bench["k_list"])
+    return {
+        f"avg@{bench['n']}": bench.get(f"avg@{bench['n']}"),
+        f"pass@{k}": bench.get(f"pass@{k}"),
+        f"maj@{k}": bench.get(f"maj@{k}"),
+        f"sasc@{k}": bench.get(f"sasc@{k}"),
+    }
+
+
+def run_markdown(run: dict[str, Any]) -> str:
+    """Markdown report of one run: settings, a headline table, then one table per benchmark with a row per k."""
+    s = run["settings"]
+    parts = [
+        f"# Evaluation: {run['run_name']}",
+        f"Model `{run['model_name_or_path']}`; n={s['n']} samples per question at temperature {s['temperature']}, "
+        f"top_p {s['top_p']}, max_tokens {s['max_tokens']}, seed {s['seed']}, backend {s['backend']}. "
+        f"Scores in %. avg@n is the mean accuracy of all samples (TTRL's pass@1); pass@k is the unbiased "
+        f"estimator; {run['maj_at_k_definition']} sasc@k uses the stability-aware vote (filter_ratio "
+        f"{s['filter_ratio']}, weight_temperature {s['weight_temperature']}, weighting {s['vote_weighting']}, "
+        f"gate statistic {s.get('gate_statistic', 'std')}, weight statistic {s.get('weight_statistic', 'std')}).",
+    ]
+    rows = []
+    for name, bench in run["benchmarks"].items():
+        k = max(bench["k_list"])
+        h = headline(bench)
+        gain = None if h[f"sasc@{k}"] is None else h[f"sasc@{k}"] - h[f"maj@{k}"]
+        rows.append(
+            [name, str(bench["num_questions"]), _pct(h[f"avg@{bench['n']}"]), _pct(h[f"pass@{k}"])]
+            + [_pct(h[f"maj@{k}"]), _pct(h[f"sasc@{k}"]), _pct(gain), _pct(bench["answer_rate"])]
+        )
+    parts.append(
+        _markdown_table(
+            ["benchmark", "questions", "avg@n", "pass@k_max", "maj@k_max", "sasc@k_max", "sasc − maj", "answered"],
+            rows,
+        )
+    )
+    for name, bench in run["benchmarks"].items():
+        rows = [
+            [str(k), _pct(bench[f"pass@{k}"]), _pct(bench[f"maj@{k}"]), _pct(bench[f"sasc@{k}"])]
+            + [_pct(bench[f"sasc@{k}"] - bench[f"maj@{k}"])]
+            for k in bench["k_list"]
+        ]
+        parts.append(f"## {name}\n\n" + _markdown_table(["k", "pass@k", "maj@k", "sasc@k", "sasc − maj"], rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def _figure(num_panels: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, num_panels, figsize=(4.2 * num_panels, 3.4), squeeze=False)
+    return plt, fig, axes[0]
+
+
+def _style_axis(ax, ks: Sequence[int], title: str) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(ks))
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.set_xlabel("k")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
+def plot_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
+    """PNG with one panel per benchmark: pass@k, maj@k and sasc@k against k."""
+    plt, fig, axes = _figure(len(run["benchmarks"]))
+    for ax, (name, bench) in zip(axes, run["benchmarks"].items()):
+        ks = bench["k_list"]
+        for metric, style in (("pass", "o-"), ("maj", "s--"), ("sasc", "^:")):
+            ax.plot(ks, [100 * bench[f"{metric}@{k}"] for k in ks], style, label=f"{metric}@k")
+        _style_axis(ax, ks, f"{name} ({bench['num_questions']} q, n={bench['n']})")
+        ax.legend(fontsize=8)
+    fig.suptitle(run["run_name"], fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    save_figure_atomic(fig, path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def load_run(path: str | os.PathLike) -> dict[str, Any]:
+    """A run's metrics from its output directory or its ``metrics.json``."""
+    path = Path(path)
+    file = path / METRICS_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no {METRICS_FILE} at {path}; evaluate the run first")
+    run = json.loads(file.read_text())
+    run.setdefault("run_name", file.parent.name)
+    return run
+
+
+def _labels(runs: Sequence[dict[str, Any]], paths: Sequence[str | os.PathLike]) -> list[str]:
+    labels = [r["run_name"] for r in runs]
+    if len(set(labels)) < len(labels):  # two runs of the same name: say which directory each comes from
+        labels = [f"{label} ({Path(p).resolve().name})" for label, p in zip(labels, paths)]
+    return labels
+
+
+def compare_markdown(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> str:
+    """Markdown with one table per benchmark and a row per run: avg@n, pass@k for every k, maj and sasc at k_max."""
+    benchmarks = list(dict.fromkeys(name for run in runs for name in run["benchmarks"]))
+    parts = [
+        "# Comparison",
+        "Scores in %. Columns at k_max use each run's largest k. " + runs[0]["maj_at_k_definition"],
+    ]
+    for name in benchmarks:
+        present = [(label, run["benchmarks"][name]) for label, run in zip(labels, runs) if name in run["benchmarks"]]
+        ks = sorted({k for _, bench in present for k in bench["k_list"]})
+        rows = []
+        for label, bench in present:
+            k = max(bench["k_list"])
+            rows.append(
+                [label, str(bench["num_questions"]), str(bench["n"]), _pct(bench[f"avg@{bench['n']}"])]
+                + [_pct(bench.get(f"pass@{kk}")) for kk in ks]
+                + [_pct(bench[f"maj@{k}"]), _pct(bench[f"sasc@{k}"])]
+            )
+        header = ["run", "questions", "n", "avg@n"] + [f"pass@{k}" for k in ks] + ["maj@k_max", "sasc@k_max"]
+        parts.append(f"## {name}\n\n" + _markdown_table(header, rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def plot_compare(runs: Sequence[dict[str, Any]], labels: Sequence[str], path: str | os.PathLike) -> Path:
+    """PNG with one panel per benchmark: each run's pass@k (solid) and maj@k (dashed) in its own colour."""
+    benchmarks = list(dict.fromkeys(name for run in runs for name in run["benchmarks"]))
+    plt, fig, axes = _figure(len(benchmarks))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, name in zip(axes, benchmarks):
+        all_ks: set[int] = set()
+        for i, (label, run) in enumerate(zip(labels, runs)):
+            if name not in run["benchmarks"]:
+                continue
+            bench = run["benchmarks"][name]
+            ks = bench["k_list"]
+            all_ks.update(ks)
+            colour = colours[i % len(colours)]
+            ax.plot(ks, [100 * bench[f"pass@{k}"] for k in ks], "o-", color=colour, label=f"{label} pass@k")
+            ax.plot(ks, [100 * bench[f"maj@{k}"] for k in ks], "s--", color=colour, label=f"{label} maj@k")
+        _style_axis(ax, sorted(all_ks), name)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    save_figure_atomic(fig, path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def compare_runs(paths: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> dict[str, Any]:
+    """Put the metrics of two or more runs side by side.
+
+    Writes ``compare.json`` (the runs' metrics by label), ``compare.md`` and ``compare.png`` to ``output_dir``.
+
+    Args:
+        paths: Output directories (or ``metrics.json`` files) of evaluation runs.
+        output_dir: Where the comparison goes.
+
+    Returns:
+        The runs' metrics by label.
+    """
+    if len(paths) < 2:
+        raise ValueError(f"compare needs two or more runs, got {len(paths)}")
+    runs = [load_run(p) for p in paths]
+    labels = _labels(runs, paths)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    by_label = dict(zip(labels, runs))
+    write_atomic(output_dir / "compare.json", json.dumps(by_label, indent=2))
+    write_atomic(output_dir / "compare.md", compare_markdown(runs, labels))
+    plot_compare(runs, labels, output_dir / "compare.png")
+    print_summary(runs, labels, title="Comparison")
+    logger.info("comparison written to %s (compare.md, compare.png, compare.json)", output_dir)
+    return by_label
+
+
+def print_summary(runs: Sequence[dict[str, Any]], labels: Sequence[str] | None = None, title: str = "") -> None:
+    """Print a rich table: one row per (run, benchmark) with avg@n and pass / maj / sasc at k_max."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    columns = ["run", "benchmark", "questions", "avg@n", "pass@k_max", "maj@k_max", "sasc@k_max", "sasc − maj"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("run", "benchmark") else "right")
+    labels = labels or [run["run_name"] for run in runs]
+    for label, run in zip(labels, runs):
+        for name, bench in run["benchmarks"].items():
+            k, n = max(bench["k_list"]), bench["n"]
+            h = headline(bench)
+            table.add_row(
+                label,
+                name,
+                str(bench["num_questions"]),
+                f"{_pct(h[f'avg@{n}'])} (n={n})",
+                f"{_pct(h[f'pass@{k}'])} (k={k})",
+                _pct(h[f"maj@{k}"]),
+                _pct(h[f"sasc@{k}"]),
+                _pct(h[f"sasc@{k}"] - h[f"maj@{k}"]),
+            )
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
+        console.width = max(console.width, 120)
+    console.print(table)

@@ -1,0 +1,135 @@
+"""Checks of ``sasc-ttrl train`` that run before any model is loaded.
+
+A run that is going to fail on its configuration or its data fails in seconds, says what is wrong on one line of
+stderr (`sasc_ttrl.cli`), exits with code 2 and writes nothing (``output_dir`` is not created). What is checked:
+
+* while parsing (the config dataclasses' own checks): unknown reward name, ``filter_ratio`` outside ``[0, 1)``,
+  ``entropy_top_k < 1``, ``num_generations < 2`` (TRL), and every other field check;
+* [`validate_train`]: the data file exists and reads, the prompt column exists, and so does the answer column when
+  one other than the default ``answer`` is named (unlabeled data may lack ``answer``) -- the error lists the
+  columns there are --, ``entropy_top_k`` is at most the model's vocabulary (read from its config
+  only, no weights), dotted reward paths import, and ``--resume_from_checkpoint`` (a path or ``auto``) names a
+  complete checkpoint.
+
+``sasc-ttrl eval`` and ``build`` use the same data and model checks (`sasc_ttrl.data.checks`,
+`sasc_ttrl.sampling.models.check_model_vocabulary`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from ..core.errors import ConfigError, one_line
+from ..data.checks import check_columns, data_errors
+from ..sampling.models import check_model_vocabulary
+
+logger = logging.getLogger(__name__)
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE = "trainer_state.json"  # the last file the Trainer writes into a checkpoint
+
+
+def check_train_data(script_args, training_args) -> None:
+    """The training data reads and has the columns the run needs (a builder output is read the builder's way)."""
+    from ..data.sources import load_raw_dataset
+    from ..data.training_data import is_builder_output, load_builder_output
+
+    name = script_args.dataset_name
+    if not name:
+        raise ConfigError(
+            "dataset_name is required: a hub name, a local json/jsonl/parquet/csv file, or math500/amc/aime24"
+        )
+    with data_errors(name):
+        if is_builder_output(name):
+            load_builder_output(
+                name,
+                min_majority_ratio=script_args.builder_min_majority_ratio,
+                max_majority_ratio=script_args.builder_max_majority_ratio,
+                pseudo_labels=script_args.use_builder_pseudo_labels,
+            )
+            return
+        path = Path(name)
+        if path.suffix.lower() in (".json", ".jsonl", ".parquet", ".csv") and not path.is_file():
+            raise ConfigError(f"data file {name} does not exist")
+        if path.is_file() and not os.access(path, os.R_OK):
+            raise ConfigError(f"data file {name} is not readable")
+        dataset = load_raw_dataset(name, split=script_args.dataset_train_split, config=script_args.dataset_config)
+    check_columns(dataset.column_names, name, script_args.prompt_column, script_args.answer_column)
+
+
+# -- resume -----------------------------------------------------------------------------------------------------------
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The ``checkpoint-<step>`` folder with the highest step that holds a ``trainer_state.json``, or None.
+
+    The Trainer writes ``trainer_state.json`` last, so a folder without it was cut short by a kill while saving; it is
+    skipped (with a warning) in favour of the previous one.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = sorted(
+        ((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))),
+        reverse=True,
+    )
+    for _, path in steps:
+        if (path / TRAINER_STATE).is_file():
+            return str(path)
+        logger.warning("%s has no %s (interrupted while saving); skipped", path, TRAINER_STATE)
+    return None
+
+
+def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: ``auto`` -> the latest complete one in ``output_dir`` (an error if there is
+    none); a path -> itself, if it is a complete checkpoint; ``None`` -> the latest complete one if any (a rerun of
+    an interrupted run continues it)."""
+    if resume_from_checkpoint is None:
+        found = last_complete_checkpoint(output_dir)
+        if found is not None:
+            logger.info("Checkpoint detected, resuming training at %s", found)
+        return found
+    if resume_from_checkpoint == "auto":
+        found = last_complete_checkpoint(output_dir)
+        if found is None:
+            raise ConfigError(
+                f"--resume_from_checkpoint auto: no complete checkpoint-<step> folder in {output_dir} (save_strategy "
+                "must be 'steps' or 'epoch' for checkpoints to exist)"
+            )
+        return found
+    path = Path(resume_from_checkpoint)
+    if not path.is_dir():
+        raise ConfigError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such folder")
+    if not (path / TRAINER_STATE).is_file():
+        raise ConfigError(
+            f"--resume_from_checkpoint {resume_from_checkpoint}: no {TRAINER_STATE} (not a Trainer checkpoint, or "
+            "cut short while saving)"
+        )
+    return str(path)
+
+
+def validate_train(script_args, training_args, model_args) -> str | None:
+    """Every check of ``sasc-ttrl train`` that needs no model weights.
+
+    Returns:
+        The checkpoint to resume from (see [`resolve_resume_checkpoint`]), or None.
+
+    Raises:
+        ConfigError: naming the first problem found.
+    """
+    from .rewards import get_reward_funcs
+
+    if not model_args.model_name_or_path:
+        raise ConfigError("model_name_or_path is required")
+    check_train_data(script_args, training_args)
+    check_model_vocabulary(
+        model_args.model_name_or_path,
+        training_args.entropy_top_k,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    try:
+        get_reward_funcs(training_args.reward_funcs, training_args.vote_settings)
+    except ValueError as err:
+        raise ConfigError(f"reward_funcs: {one_line(err)}") from err
+    return resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)

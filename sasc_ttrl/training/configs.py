@@ -1,0 +1,176 @@
+"""Configuration dataclasses: `SASCConfig` extends TRL's `GRPOConfig`; `SASCScriptArguments` extends TRL's
+`ScriptArguments` with the data columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from trl import GRPOConfig, ScriptArguments
+
+from ..core.vote_arguments import VoteArguments
+from ..core.voting import VoteSettings
+from ..data.prompts import PROMPT_STYLES, check_prompt_style
+from .rewards import REWARD_FACTORIES
+
+ENTROPY_SOURCES = ("generation", "forward")
+TRAIN_SELECTIONS = ("first", "random")
+
+
+@dataclass
+class SASCConfig(GRPOConfig, VoteArguments):
+    """Configuration of [`SASCTrainer`]: every `GRPOConfig` field, plus the stability-aware vote.
+
+    Args:
+        reward_funcs (`list[str]`, defaults to `["sasc"]`):
+            Reward functions by registry name (`sasc`, `majority`) or dotted import path. `majority` is plain TTRL.
+        entropy_top_k (`int`, defaults to `20`):
+            Number of top logits over which each token's local entropy is taken.
+        filter_ratio, weight_temperature, vote_weighting, gate_statistic, weight_statistic, weight_clip,
+        tail_tokens, window_tokens:
+            The stability-aware vote (see [`VoteArguments`]): by default the least stable 20% by top-k entropy std
+            are dropped and the rest vote with weight `exp(-z)`.
+        entropy_source (`str`, defaults to `"generation"`):
+            `"generation"` records the entropies while the model generates (no extra cost); `"forward"` recomputes
+            them with one extra no-grad forward pass (needed with `use_transformers_continuous_batching`).
+        answer_timeout (`float`, defaults to `5.0`):
+            Seconds allowed for one math-verify equivalence check.
+        train_generations (`int` or `None`):
+            Vote on N, train on M (TTRL votes on 64 and trains on 32): the vote and the advantages use all
+            `num_generations` rollouts of a group, the loss only `train_generations` of them.
+        train_selection (`str`, defaults to `"first"`):
+            Which M rollouts of each group are trained on. `"first"`: the first M in sampling order -- rollouts are
+            i.i.d., so this is a uniformly random subset, identical on every process; `"random"`: a fresh random
+            subset per group and step (seeded by `seed`).
+        save_merged_model (`bool`, defaults to `False`):
+            With a PEFT adapter, also save the merged model to `<output_dir>/merged` (ready for `sasc-ttrl eval`).
+        vote_log_path (`str` or `None`):
+            JSONL file where the main process appends every group's vote, for auditing pseudo-labels.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["sasc"],
+        metadata={"help": "Reward functions: registry names (sasc, majority) or dotted import paths."},
+    )
+    entropy_top_k: int = field(default=20, metadata={"help": "Top-k logits per token for the local entropy."})
+    entropy_source: str = field(
+        default="generation",
+        metadata={"help": "'generation' (hook during generation) or 'forward' (extra no-grad forward pass)."},
+    )
+    train_generations: int | None = field(
+        default=None,
+        metadata={
+            "help": "Vote on N, train on M: vote over all num_generations (N) rollouts of a prompt but compute the "
+            "loss on train_generations (M <= N) of them. None trains on all N."
+        },
+    )
+    train_selection: str = field(
+        default="first",
+        metadata={"help": "Which M rollouts are trained on: 'first' (sampling order) or 'random' (seeded)."},
+    )
+    save_merged_model: bool = field(
+        default=False,
+        metadata={
+            "help": "With use_peft: also save the base model merged with the LoRA adapter to <output_dir>/merged."
+        },
+    )
+    vote_log_path: str | None = field(
+        default=None,
+        metadata={"help": "JSONL file where the main process appends every group's vote (answers, label, rewards)."},
+    )
+
+    @property
+    def vote_settings(self) -> VoteSettings:
+        """The vote hyper-parameters as the pure core takes them, with the audit log of this run."""
+        return replace(super().vote_settings, vote_log_path=self.vote_log_path)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.reward_funcs, str):
+            self.reward_funcs = [self.reward_funcs]
+        if not self.reward_funcs:
+            raise ValueError(f"reward_funcs is empty: name at least one of {sorted(REWARD_FACTORIES)}")
+        for name in self.reward_funcs:
+            if name not in REWARD_FACTORIES and "." not in name:
+                raise ValueError(
+                    f"reward_funcs: unknown reward {name!r}; expected one of {sorted(REWARD_FACTORIES)} or a dotted "
+                    "import path"
+                )
+        if self.entropy_top_k < 1:
+            raise ValueError(f"entropy_top_k must be >= 1, got {self.entropy_top_k}")
+        self.vote_settings  # noqa: B018 - VoteSettings validates the vote fields and answer_timeout
+        if self.entropy_source not in ENTROPY_SOURCES:
+            raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
+        if self.train_selection not in TRAIN_SELECTIONS:
+            raise ValueError(f"train_selection must be one of {TRAIN_SELECTIONS}, got {self.train_selection!r}")
+        if self.train_generations is not None:
+            n = self.num_generations
+            if not 1 <= self.train_generations <= n:
+                raise ValueError(
+                    f"train_generations must be in [1, num_generations={n}], got {self.train_generations}"
+                )
+            local = self.per_device_train_batch_size * self.steps_per_generation
+            if local % n != 0:
+                raise ValueError(
+                    "train_generations needs whole groups on every process: per_device_train_batch_size x "
+                    f"steps_per_generation ({local}) must be a multiple of num_generations ({n})"
+                )
+            if (local // n * self.train_generations) % self.steps_per_generation != 0:
+                raise ValueError(
+                    f"train_generations: the {local // n * self.train_generations} kept rollouts per process must "
+                    f"split evenly into steps_per_generation ({self.steps_per_generation}) micro-batches"
+                )
+
+
+@dataclass
+class SASCScriptArguments(ScriptArguments):
+    """Data arguments of `scripts/train.py` (plus TRL's `dataset_name`, `dataset_config`, `dataset_train_split`).
+
+    Args:
+        prompt_column (`str`, defaults to `"prompt"`):
+            Column holding the question.
+        prompt_style (`str`, defaults to `"math"`):
+            How questions are asked (`data.prompts.PROMPT_STYLES`): `math` (step by step, `\\boxed{}`) or
+            `word_problem_one_shot` (one worked example; for small instruct models).
+        answer_column (`str` or `None`, defaults to `"answer"`):
+            Column holding the hidden answer; used only for logged diagnostics, never for the reward.
+        max_train_samples (`int` or `None`):
+            Keep only the first N questions.
+        builder_min_majority_ratio (`float` or `None`):
+            With a builder output (`sasc-ttrl build`) as `dataset_name`: keep only questions whose `majority_ratio`
+            is at least this (drops questions without consensus).
+        builder_max_majority_ratio (`float` or `None`):
+            With a builder output: keep only questions whose `majority_ratio` is at most this (e.g. `0.99` drops
+            questions where every candidate agrees).
+        use_builder_pseudo_labels (`bool`, defaults to `False`):
+            With a builder output: reward agreement with its fixed `pseudo_label` column (the `fixed_label` reward,
+            cheap offline TTRL) instead of voting online.
+    """
+
+    prompt_column: str = field(default="prompt", metadata={"help": "Column holding the question."})
+    prompt_style: str = field(
+        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
+    )
+    answer_column: str | None = field(
+        default="answer", metadata={"help": "Column holding the hidden answer (diagnostics only); null for none."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N questions."})
+    builder_min_majority_ratio: float | None = field(
+        default=None, metadata={"help": "Builder output: keep questions with majority_ratio >= this."}
+    )
+    builder_max_majority_ratio: float | None = field(
+        default=None, metadata={"help": "Builder output: keep questions with majority_ratio <= this."}
+    )
+    use_builder_pseudo_labels: bool = field(
+        default=False, metadata={"help": "Builder output: reward agreement with its pseudo_label (fixed_label)."}
+    )
+
+    def __post_init__(self):
+        if hasattr(super(), "__post_init__"):
+            super().__post_init__()
+        check_prompt_style(self.prompt_style)
+        low, high = self.builder_min_majority_ratio, self.builder_max_majority_ratio
+        for name, value in (("builder_min_majority_ratio", low), ("builder_max_majority_ratio", high)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"builder_min_majority_ratio ({low}) is above builder_max_majority_ratio ({high})")

@@ -1,0 +1,329 @@
+"""Label-free reward functions for GRPO, in a registry.
+
+A reward here is "agree with the group's pseudo-label". TRL calls reward functions on each process's local
+slice of completions, and a group of ``num_generations`` rollouts can be split across processes, so every reward
+function here first gathers the whole batch from all processes, votes per group, and returns only its local
+slice. All ranks call reward functions in the same order, so the collective inside is safe.
+
+Keyword arguments read from TRL (``f(prompts, completions, completion_ids, **kwargs)``):
+
+* ``token_entropies``: per-completion top-k entropy sequences, added by [`SASCTrainer`]. Required by ``sasc``.
+  A NaN or infinite entropy (broken logits) marks its rollout as maximally unstable: the rollout does not vote
+  (as if the gate had dropped it), is rewarded like any other for agreeing with the label, and its finite entropies
+  alone feed the logged diagnostics. Rewards are always finite.
+* ``rollout_group``: per-completion group index, added by [`SASCTrainer`]. Without it, consecutive completions
+  of the same prompt form a group.
+* ``answer``: the hidden answer, used ONLY for logged diagnostics.
+* ``log_metric`` / ``log_extra``: TRL's logging hooks.
+
+Registry: ``sasc`` (stability-aware vote), ``majority`` (TTRL) and ``fixed_label`` (agree with a builder output's
+``pseudo_label`` column). Other rewards can be named by dotted path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..core.answers import extract_answer, group_equivalent, is_equivalent
+from ..core.label_diagnostics import group_diagnostics
+from ..core.stability import instability
+from ..core.voting import VoteResult, VoteSettings, majority_vote, stability_vote
+
+logger = logging.getLogger(__name__)
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a completion, plain (``str``) or conversational (list of messages, the last one answering)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        content = completion[-1].get("content", "")
+        if isinstance(content, list):  # typed content blocks
+            return "".join(block.get("text", "") for block in content if isinstance(block, dict))
+        return str(content)
+    raise TypeError(f"cannot read the text of a completion of type {type(completion).__name__}")
+
+
+def _groups(group_ids: Sequence[Any] | None, prompts: Sequence[Any]) -> list[list[int]]:
+    """Indices of each group: by ``group_ids`` when given, else runs of consecutive identical prompts."""
+    keys = group_ids if group_ids is not None else [repr(p) for p in prompts]
+    groups: list[list[int]] = []
+    positions: dict[Any, int] = {}
+    previous = object()
+    for i, key in enumerate(keys):
+        if group_ids is not None:
+            if key not in positions:
+                positions[key] = len(groups)
+                groups.append([])
+            groups[positions[key]].append(i)
+        else:
+            if key != previous:
+                groups.append([])
+            groups[-1].append(i)
+            previous = key
+    return groups
+
+
+def _gather_records(records: list[dict]) -> tuple[list[dict], int, bool]:
+    """Gather the records of every process in rank order.
+
+    Returns:
+        The records of all processes, the offset of this process's slice, and whether this is the main process.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    for record in records:
+        record["rank"] = state.process_index
+    if state.num_processes == 1:
+        return records, 0, True
+    from accelerate.utils import gather_object
+
+    per_rank = gather_object([(state.process_index, records)])
+    per_rank = sorted(per_rank, key=lambda item: item[0])
+    offset = sum(len(r) for rank, r in per_rank if rank < state.process_index)
+    return [rec for _, r in per_rank for rec in r], offset, state.is_main_process
+
+
+def _append_vote_log(path: str, vote: str, groups: list[list[int]], records: list[dict], votes: list[VoteResult]):
+    """Append one JSON line per group to ``path`` (flushed line by line)."""
+    import json
+    import os
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        for idx, result in zip(groups, votes):
+            line = {
+                "vote": vote,
+                "group": records[idx[0]]["group"],
+                "answers": [records[i]["answer"] for i in idx],
+                "instabilities": [records[i]["instability"] for i in idx],
+                "ranks": [records[i]["rank"] for i in idx],
+                "kept": result.kept,
+                "weights": result.weights,
+                "pseudo_label": result.pseudo_label,
+                "rewards": result.rewards,
+            }
+            handle.write(json.dumps(line) + "\n")
+
+
+def vote_and_reward(
+    vote: str,
+    prompts: Sequence[Any],
+    completions: Sequence[Any],
+    settings: VoteSettings,
+    token_entropies: Sequence[Sequence[float]] | None = None,
+    rollout_group: Sequence[Any] | None = None,
+    answer: Sequence[Any] | None = None,
+    log_metric: Callable[[str, float], None] | None = None,
+    log_extra: Callable[[str, list], None] | None = None,
+) -> list[float]:
+    """Gather the batch across processes, vote per group, log diagnostics, return the local rewards.
+
+    Args:
+        vote: ``"sasc"`` or ``"majority"``.
+        prompts, completions: TRL's local prompts and completions.
+        settings: Vote hyper-parameters.
+        token_entropies: Local per-completion top-k entropy sequences (required for ``"sasc"``).
+        rollout_group: Local per-completion group indices (global across processes).
+        answer: Local hidden answers, for diagnostics only.
+        log_metric, log_extra: TRL's logging hooks.
+    """
+    if vote == "sasc" and token_entropies is None:
+        raise ValueError(
+            "the 'sasc' reward needs per-token entropies in the `token_entropies` column; train with SASCTrainer "
+            "(which captures them during generation) or pass them explicitly"
+        )
+    n_local = len(completions)
+    for name, column in (("token_entropies", token_entropies), ("rollout_group", rollout_group), ("answer", answer)):
+        if column is not None and len(column) != n_local:
+            raise ValueError(f"column '{name}' has {len(column)} values for {n_local} completions")
+    records = []
+    for i in range(n_local):
+        text = completion_text(completions[i])
+        entropies = None if token_entropies is None else [float(v) for v in token_entropies[i]]
+        finite = None if entropies is None else [v for v in entropies if math.isfinite(v)]
+        records.append(
+            {
+                "answer": extract_answer(text),
+                "instability": instability(finite) if finite is not None else None,
+                "entropies": finite if vote == "sasc" else None,
+                "broken": finite is not None and len(finite) < len(entropies),
+                "group": rollout_group[i] if rollout_group is not None else None,
+                "prompt": None if rollout_group is not None else repr(prompts[i]),
+                "gold": None if answer is None or answer[i] is None else str(answer[i]),
+            }
+        )
+    all_records, offset, is_main = _gather_records(records)
+    group_ids = [r["group"] for r in all_records] if rollout_group is not None else None
+    groups = _groups(group_ids, [r["prompt"] for r in all_records])
+
+    rewards = [0.0] * len(all_records)
+    labels: list[str | None] = [None] * len(all_records)
+    votes: list[VoteResult] = []
+    reference: list[VoteResult] = []
+    group_answers, group_instabilities, golds = [], [], []
+    for idx in groups:
+        answers = [all_records[i]["answer"] for i in idx]
+        classes = group_equivalent(answers, timeout=settings.answer_timeout)
+        majority = majority_vote(answers, classes=classes)
+        if vote == "sasc":
+            broken = [all_records[i]["broken"] for i in idx]
+            voters = [None if b else c for b, c in zip(broken, classes)]
+            voter_answers = [None if b else a for b, a in zip(broken, answers)]
+            result = stability_vote(
+                voter_answers, [all_records[i]["entropies"] for i in idx], settings, classes=voters
+            )
+            if any(broken):  # the non-voters are back in the group and rewarded for agreeing, like gated rollouts
+                result.classes = list(classes)
+                result.rewards = [float(c is not None and c == result.label_class) for c in classes]
+            group_instabilities.append([all_records[i]["instability"] for i in idx])
+        else:
+            result = majority
+            if token_entropies is not None:
+                group_instabilities.append([all_records[i]["instability"] for i in idx])
+        for j, i in enumerate(idx):
+            rewards[i] = result.rewards[j]
+            labels[i] = result.pseudo_label
+        votes.append(result)
+        reference.append(majority)
+        group_answers.append(answers)
+        golds.append(all_records[idx[0]]["gold"])
+
+    if settings.vote_log_path and is_main:
+        _append_vote_log(settings.vote_log_path, vote, groups, all_records, votes)
+    if log_metric is not None:
+        metrics = group_diagnostics(
+            votes,
+            group_answers,
+            instabilities=group_instabilities or None,
+            golds=golds if answer is not None else None,
+            reference_votes=reference if vote == "sasc" else None,
+            timeout=settings.answer_timeout,
+        )
+        for name, value in metrics.items():
+            log_metric(f"{vote}/{name}", value)
+    local = slice(offset, offset + n_local)
+    if log_extra is not None:
+        log_extra(f"{vote}_pseudo_label", [str(x) for x in labels[local]])
+        log_extra("extracted_answer", [str(r["answer"]) for r in records])
+    return rewards[local]
+
+
+def _make_vote_reward(vote: str, name: str, doc: str):
+    def factory(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+        settings = settings or VoteSettings()
+
+        def reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
+            return vote_and_reward(
+                vote,
+                prompts,
+                completions,
+                settings,
+                token_entropies=token_entropies,
+                rollout_group=rollout_group,
+                answer=answer,
+                log_metric=kwargs.get("log_metric"),
+                log_extra=kwargs.get("log_extra"),
+            )
+
+        reward.__name__ = reward.__qualname__ = name  # TRL logs it as rewards/<name>/mean
+        reward.__doc__ = doc
+        return reward
+
+    factory.__doc__ = doc
+    return factory
+
+
+make_sasc_reward = _make_vote_reward(
+    "sasc", "sasc_reward", "Reward 1.0 for agreeing with the stability-aware pseudo-label of the rollout's group."
+)
+make_majority_reward = _make_vote_reward(
+    "majority",
+    "majority_reward",
+    "Reward 1.0 for agreeing with the plain majority answer of the rollout's group (TTRL).",
+)
+
+
+REWARD_FACTORIES: dict[str, Callable[[VoteSettings], Callable[..., list[float]]]] = {}
+
+
+def register_reward(name: str, factory: Callable[[VoteSettings], Callable[..., list[float]]]) -> None:
+    """Register a reward factory under ``name``; a duplicate name is refused."""
+    if name in REWARD_FACTORIES:
+        raise ValueError(f"a reward named {name!r} is already registered")
+    REWARD_FACTORIES[name] = factory
+
+
+register_reward("sasc", make_sasc_reward)
+register_reward("majority", make_majority_reward)
+
+
+def make_fixed_label_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+    """Reward 1.0 for agreeing with the row's fixed ``pseudo_label`` column (cheap offline TTRL).
+
+    The labels come from a builder output (``sasc-ttrl build``, loaded with ``--use_builder_pseudo_labels``), chosen
+    offline by a selection method; nothing is voted online. The hidden ``answer`` column, when present, only feeds
+    the logged ``fixed_label/label_accuracy``.
+    """
+    settings = settings or VoteSettings()
+
+    def fixed_label_reward(prompts, completions, pseudo_label=None, answer=None, **kwargs):
+        if pseudo_label is None:
+            raise ValueError(
+                "the 'fixed_label' reward needs a `pseudo_label` column: train on a builder output "
+                "(sasc-ttrl build) with --use_builder_pseudo_labels"
+            )
+        if len(pseudo_label) != len(completions):
+            n_labels, n_completions = len(pseudo_label), len(completions)
+            raise ValueError(f"column 'pseudo_label' has {n_labels} values for {n_completions} completions")
+        rewards = []
+        for completion, label in zip(completions, pseudo_label):
+            predicted = extract_answer(completion_text(completion))
+            agree = label is not None and is_equivalent(str(label), predicted, timeout=settings.answer_timeout)
+            rewards.append(1.0 if agree else 0.0)
+        log_metric = kwargs.get("log_metric")
+        if log_metric is not None and answer is not None:
+            # A missing label counts as a wrong one, as in the online votes' diagnostics.
+            graded = [(lab, str(gold)) for lab, gold in zip(pseudo_label, answer) if gold is not None]
+            if graded:
+                hits = sum(
+                    lab is not None and is_equivalent(gold, str(lab), timeout=settings.answer_timeout)
+                    for lab, gold in graded
+                )
+                log_metric("fixed_label/label_accuracy", hits / len(graded))
+        return rewards
+
+    return fixed_label_reward
+
+
+register_reward("fixed_label", make_fixed_label_reward)
+
+
+def get_reward_funcs(names: Sequence[str], settings: VoteSettings | None = None) -> list[Callable[..., list[float]]]:
+    """Resolve reward names: a registered name, or a dotted import path to a TRL reward function.
+
+    Raises:
+        ValueError: naming the unknown reward and listing the registered names.
+    """
+    settings = settings or VoteSettings()
+    funcs = []
+    for name in names:
+        if name in REWARD_FACTORIES:
+            funcs.append(REWARD_FACTORIES[name](settings))
+        elif "." in name:
+            module_path, attr = name.rsplit(".", 1)
+            try:
+                funcs.append(getattr(importlib.import_module(module_path), attr))
+            except (ImportError, AttributeError) as err:
+                raise ValueError(f"could not import reward function {name!r}: {err}") from err
+        else:
+            raise ValueError(
+                f"unknown reward {name!r}: expected one of {sorted(REWARD_FACTORIES)} or a dotted import path "
+                "(e.g. my_pkg.rewards.my_reward)"
+            )
+    return funcs

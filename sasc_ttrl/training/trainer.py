@@ -1,0 +1,230 @@
+"""`SASCTrainer`: TRL's GRPOTrainer that hands every completion's top-k entropy sequence to the rewards."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+from trl.extras.profiling import profiling_context
+
+from ..sampling.entropy_capture import capture_topk_entropies, forward_topk_entropies
+from ..sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs
+from .configs import SASCConfig
+from .rewards import get_reward_funcs
+
+logger = logging.getLogger(__name__)
+
+VLLM_MAX_LOGPROBS = 20  # vLLM's default `max_logprobs`, used by TRL's colocated engine and `trl vllm-serve`
+
+
+class SASCTrainer(GRPOTrainer):
+    """GRPO with label-free, stability-aware pseudo-label rewards (SASC-TTRL).
+
+    What differs from [`trl.GRPOTrainer`]:
+
+    1. Every completion's per-token top-k entropy sequence (``args.entropy_top_k`` logits of
+       ``logits / args.temperature``) reaches the reward functions as the ``token_entropies`` keyword argument,
+       and each completion's global group index as ``rollout_group``. They are added to the ``extra_fields``
+       that `GRPOTrainer._generate` returns (TRL merges them into the reward inputs before rewards are computed).
+    2. How the entropies are obtained (``args.entropy_source``):
+       * ``"generation"`` (default, transformers path): a forward hook on the output embedding reduces each
+         decoding step's logits to a top-k entropy while `generate` runs. No extra forward pass; the captured
+         values match a reference forward pass to ~1e-6 (see tests and BENCHMARKS.md).
+       * vLLM (``use_vllm=True``, colocate or server): vLLM is asked for the top-k logprobs of every generated
+         token and the entropies are computed from them; the sampled token's logprob, which TRL's importance-
+         sampling correction needs, is picked out by token id (TRL's own branch reads the top-ranked one).
+       * ``"forward"``: one extra no-grad forward pass over prompt + completion after generation (its measured
+         cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching``, where the
+         hook cannot follow generation.
+    3. Vote on N, train on M (``args.train_generations``): rewards and advantages are computed over all
+       ``num_generations`` rollouts of a group, then only ``train_generations`` of them per group are kept for the
+       loss (``args.train_selection``), and ``num_items_in_batch`` is recomputed over the kept ones.
+    4. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
+       with the vote hyper-parameters of ``args``.
+
+    Nothing else changes: generation itself, advantages, loss and logging are GRPOTrainer's own. Tool calling and
+    custom ``rollout_func`` are not supported (their completions interleave tokens the model did not sample).
+    """
+
+    _tag_names = ["trl", "grpo", "sasc-ttrl"]
+
+    def __init__(self, model, reward_funcs=None, args: SASCConfig | None = None, **kwargs: Any):
+        if args is None:
+            raise ValueError("SASCTrainer needs an SASCConfig as `args`")
+        if not isinstance(args, SASCConfig):
+            raise TypeError(f"args must be an SASCConfig, got {type(args).__name__}")
+        if kwargs.get("tools") or kwargs.get("rollout_func") is not None:
+            raise NotImplementedError("SASCTrainer does not support tools or rollout_func")
+        if reward_funcs is None:
+            reward_funcs = get_reward_funcs(args.reward_funcs, args.vote_settings)
+        if args.use_vllm and args.entropy_top_k > VLLM_MAX_LOGPROBS:
+            raise ValueError(
+                f"entropy_top_k={args.entropy_top_k} exceeds vLLM's default max_logprobs ({VLLM_MAX_LOGPROBS})"
+            )
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        self._captured_entropies: list[list[float]] | None = None
+        if self.use_vllm:
+            # Ask vLLM for the top-k logprobs of every generated token (TRL asks for 0: the sampled token only).
+            self.vllm_generation.logprobs = args.entropy_top_k
+            truncating = {
+                "top_p": args.top_p != 1.0,
+                "top_k": args.top_k not in (None, 0, -1),
+                "min_p": bool(args.min_p),
+                "repetition_penalty": args.repetition_penalty != 1.0,
+            }
+            if any(truncating.values()):
+                logger.warning(
+                    "use_vllm with %s: TRL's vLLM engine returns logprobs after these are applied, so the top-k "
+                    "entropies are those of the truncated distribution, not of logits / temperature as on the "
+                    "transformers path",
+                    ", ".join(k for k, v in truncating.items() if v),
+                )
+
+    # -- capture ---------------------------------------------------------------------------------------------
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if self.use_vllm:
+            return self._generate_vllm_topk(prompt_ids, images, num_generations)
+        use_hook = (
+            self.args.entropy_source == "generation"
+            and not self.use_vllm
+            and not self.use_transformers_continuous_batching
+        )
+        if not use_hook:
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+            self._captured_entropies = self._entropies_by_forward(prompt_ids, completion_ids)
+            return completion_ids, logprobs
+
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        with capture_topk_entropies(model, k=self.args.entropy_top_k, temperature=self.args.temperature) as rec:
+            completion_ids, logprobs = super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        self._captured_entropies = rec.per_sequence([len(c) for c in completion_ids])
+        return completion_ids, logprobs
+
+    def _generate_vllm_topk(self, prompt_ids, images, num_generations):
+        """GRPOTrainer's vLLM branch, reading top-k logprobs instead of the sampled token's only.
+
+        TRL's own branch takes ``lp[0]`` per token, which is the sampled token's logprob only when vLLM was asked
+        for ``logprobs=0``; with top-k logprobs the lists are sorted by rank, so the sampled token is found through
+        ``logprob_token_ids`` and returned for the importance-sampling correction. TRL's vLLM engine returns
+        *processed* logprobs (temperature already applied), so the entropies use temperature 1.
+        """
+        if self.state.global_step != self._last_loaded_step:
+            with profiling_context(self, "sync_weights"):
+                self.vllm_generation.sync_weights()
+            self._last_loaded_step = self.state.global_step
+        _, completion_ids, topk_logprobs, topk_token_ids = self.vllm_generation.generate(
+            prompts=prompt_ids,
+            images=images,
+            num_generations=num_generations,
+            profiler=profiling_context(self, "vLLM.generate"),
+        )
+        self._captured_entropies = entropies_from_topk(topk_logprobs, k=self.args.entropy_top_k, temperature=1.0)
+        return completion_ids, sampled_token_logprobs(topk_logprobs, topk_token_ids, completion_ids)
+
+    @torch.no_grad()
+    def _entropies_by_forward(self, prompt_ids, completion_ids) -> list[list[float]]:
+        """Recompute the entropies with one no-grad forward pass (``entropy_source="forward"``)."""
+        model = self.accelerator.unwrap_model(self.model_wrapped)
+        was_training = model.training
+        model.eval()
+        try:
+            # Each prompt is repeated by the sampler, so prompt_ids already has one entry per completion.
+            return forward_topk_entropies(
+                model,
+                prompt_ids,
+                completion_ids,
+                k=self.args.entropy_top_k,
+                temperature=self.args.temperature,
+                pad_token_id=self._tokenizer.pad_token_id,
+                batch_size=self.args.per_device_train_batch_size,
+            )
+        finally:
+            model.train(was_training)
+
+    # -- vote on N, train on M -----------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        m = self.args.train_generations
+        if m is None or not self.model.training or m == self.num_generations:
+            return output
+        keep = train_indices(
+            len(output["advantages"]), self.num_generations, m, self.args.train_selection, self._selection_generator()
+        )
+        return select_rows(output, keep, self.accelerator)
+
+    def _selection_generator(self) -> torch.Generator:
+        generator = torch.Generator()
+        generator.manual_seed(
+            self.args.seed * 1_000_003 + self.state.global_step * 97 + self.accelerator.process_index
+        )
+        return generator
+
+    def _generate(self, prompts: list):
+        self._captured_entropies = None
+        output = super()._generate(prompts)
+        prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images = output
+        entropies = self._captured_entropies
+        self._captured_entropies = None
+        if entropies is None or len(entropies) != len(completion_ids):
+            raise RuntimeError(
+                f"captured entropies for {0 if entropies is None else len(entropies)} completions, expected "
+                f"{len(completion_ids)}"
+            )
+        mode = "train" if self.model.training else "eval"
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        offset = self.accelerator.process_index * len(completion_ids)
+        extra_fields = dict(extra_fields)
+        extra_fields["token_entropies"] = entropies
+        # Completions are laid out prompt-major over the global batch, processes in rank order.
+        extra_fields["rollout_group"] = [(offset + i) // num_generations for i in range(len(completion_ids))]
+        return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images
+
+
+def train_indices(
+    batch_size: int, num_generations: int, train_generations: int, selection: str, generator: torch.Generator
+) -> torch.Tensor:
+    """Row indices kept for the loss: ``train_generations`` rows out of each block of ``num_generations``.
+
+    Args:
+        batch_size: Local rows; a multiple of ``num_generations`` (whole groups, checked by `SASCConfig`).
+        num_generations: N, the group size the vote used.
+        train_generations: M, rows kept per group.
+        selection: ``"first"`` (sampling order) or ``"random"``.
+        generator: Source of randomness for ``"random"``.
+    """
+    if batch_size % num_generations != 0:
+        raise ValueError(f"{batch_size} local rollouts do not form whole groups of {num_generations}")
+    keep = []
+    for start in range(0, batch_size, num_generations):
+        if selection == "first":
+            offsets = torch.arange(train_generations)
+        else:
+            offsets = torch.randperm(num_generations, generator=generator)[:train_generations].sort().values
+        keep.append(start + offsets)
+    return torch.cat(keep)
+
+
+def select_rows(output: dict, keep: torch.Tensor, accelerator) -> dict:
+    """Keep rows ``keep`` of every per-completion tensor of a scored generation batch."""
+    batch_size = len(output["advantages"])
+    selected = {}
+    for key, value in output.items():
+        if key == "num_items_in_batch":
+            continue
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch_size:
+            selected[key] = value[keep.to(value.device)]
+        elif key in ("num_images", "num_tiles", "pixel_values", "image_grid_thw"):
+            raise NotImplementedError("train_generations does not support multimodal inputs")
+        else:
+            selected[key] = value
+    mask = selected["completion_mask"]
+    if "tool_mask" in selected:
+        mask = mask * selected["tool_mask"]
+    selected["num_items_in_batch"] = accelerator.gather(mask.sum()).sum()
+    return selected

@@ -1,0 +1,144 @@
+"""STaR-style self-improvement: the kept rollouts, the round summary (coverage of hard questions, the tail of round
+0, accuracy) on hand-made rows, the round bookkeeping, and the whole loop on the tiny model with resuming."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sasc_ttrl.commands import self_improve
+from sasc_ttrl.commands.self_improve import (
+    SelfImproveArguments,
+    finished_rounds,
+    kept_texts,
+    model_of_round,
+    round_dir,
+    round_summary,
+    sft_examples,
+)
+from sasc_ttrl.data.prompts import build_prompt
+from sasc_ttrl.demo.tiny_model import build_tokenizer, write_tiny_dataset
+
+
+def test_kept_texts_are_distinct_agreeing_and_capped():
+    texts = ["a", "b", "a", "c", "  ", "d"]
+    agree = [True, False, True, True, True, True]
+    assert kept_texts(texts, agree, limit=2) == ["a", "c"]
+    assert kept_texts(texts, agree, limit=9) == ["a", "c", "d"]
+    assert kept_texts(texts, [False] * 6, limit=9) == []
+
+
+def row(qid, hard, kept, kept_unhinted, covered, accuracy=None, vote_correct=None, hinted_correct=None):
+    any_correct = None if accuracy is None else accuracy > 0
+    return {
+        "any_correct": any_correct,
+        "any_correct_with_hints": any_correct if hinted_correct is None else (any_correct or hinted_correct),
+        "id": qid,
+        "hard": hard,
+        "kept": kept,
+        "kept_unhinted": kept_unhinted,
+        "covered_unhinted": covered,
+        "rollout_accuracy": accuracy,
+        "vote_correct": vote_correct,
+    }
+
+
+def test_round_summary_by_hand():
+    rows = [
+        row("a", False, ["x", "y"], 2, True, 1.0, True),
+        row("b", True, ["h"], 0, False, 0.0, False),  # covered only thanks to a hint
+        row("c", True, [], 0, False, 0.0, False, hinted_correct=True),  # a hinted rollout was right
+        row("d", True, ["z"], 1, True, 0.5, True),
+    ]
+    s = round_summary(rows, initial_hard=["b", "d"])
+    assert s["questions"] == 4 and s["hard_questions"] == 3
+    assert s["hard_coverage_without_hints"] == pytest.approx(1 / 3)
+    assert s["hard_coverage"] == pytest.approx(2 / 3)
+    assert s["coverage"] == pytest.approx(3 / 4)
+    assert s["kept_rollouts"] == 4 and s["hinted_kept_rollouts"] == 1
+    assert s["initial_hard_questions"] == 2 and s["initial_hard_coverage_without_hints"] == 0.5
+    assert s["initial_hard_vote_accuracy"] == 0.5 and s["initial_hard_pass_at_n"] == 0.5
+    assert s["rollout_accuracy"] == pytest.approx((1.0 + 0.0 + 0.0 + 0.5) / 4) and s["vote_accuracy"] == 0.5
+    assert s["pass_at_n"] == 0.5 and s["hard_pass_at_n"] == pytest.approx(1 / 3)
+    assert s["hard_pass_at_n_with_hints"] == pytest.approx(2 / 3)
+    # Without reference answers there is no accuracy; without hard questions no hard coverage.
+    plain = round_summary([row("a", False, ["x"], 1, True)])
+    assert "rollout_accuracy" not in plain and plain["hard_coverage"] is None and "initial_hard_questions" not in plain
+
+
+def test_round_bookkeeping(tmp_path):
+    args = SelfImproveArguments(model_name_or_path="base", dataset_name="q.json", rounds=2, output_dir=str(tmp_path))
+    assert finished_rounds(tmp_path, 2) == []
+    assert model_of_round(args, tmp_path, 0) == "base"
+    with pytest.raises(FileNotFoundError, match="round 0 did not finish"):
+        model_of_round(args, tmp_path, 1)
+    (round_dir(tmp_path, 0) / "model").mkdir(parents=True)
+    (round_dir(tmp_path, 0) / "model" / "config.json").write_text("{}")
+    (round_dir(tmp_path, 0) / "round.json").write_text("{}")
+    assert finished_rounds(tmp_path, 2) == [0]
+    assert model_of_round(args, tmp_path, 1) == str(round_dir(tmp_path, 0) / "model")
+    with pytest.raises(ValueError, match="target"):
+        SelfImproveArguments(model_name_or_path="m", dataset_name="q", target="oracle")
+
+
+def test_sft_examples_use_the_question_without_the_hint():
+    rows = [{"question": "What is 1 + 1?", "kept": ["1 + 1 = 2. \\boxed{2}"], "hint": "Earlier attempts disagree"}]
+    examples = sft_examples(rows, build_tokenizer())
+    assert len(examples) == 1
+    prompt = examples[0]["prompt"][0]["content"]
+    assert prompt.startswith("What is 1 + 1?") and "Hint" not in prompt
+    assert examples[0]["completion"] == [{"role": "assistant", "content": "1 + 1 = 2. \\boxed{2}"}]
+    one_shot = sft_examples(rows, build_tokenizer(), "word_problem_one_shot")[0]["prompt"]
+    assert one_shot == build_prompt("What is 1 + 1?", build_tokenizer(), "word_problem_one_shot")
+
+
+@pytest.mark.slow
+def test_self_improve_end_to_end_on_the_tiny_model_with_resume(tiny_model_dir, tmp_path):
+    data = write_tiny_dataset(tmp_path / "sums.json", n=6, seed=11)
+
+    def args(rounds, **overrides):
+        values = dict(
+            model_name_or_path=str(tiny_model_dir),
+            dataset_name=str(data),
+            rounds=rounds,
+            n_samples=4,
+            temperature=1.0,
+            max_tokens=40,
+            hard_threshold=0.75,
+            learning_rate=1e-3,
+            per_device_train_batch_size=8,
+            max_length=256,
+            seed=0,
+            output_dir=str(tmp_path / "si"),
+        )
+        values.update(overrides)
+        return SelfImproveArguments(**values)
+
+    assert [s["round"] for s in self_improve.main(args(1, stop_after_round=0))] == [0]
+    assert not (tmp_path / "si" / "round_1").exists()
+    summaries = self_improve.main(args(1))  # goes on with the measuring pass
+    assert [s["round"] for s in summaries] == [0, 1] and [s["trained"] for s in summaries] == [True, False]
+    first = summaries[0]
+    assert first["questions"] == 6 and 0.0 <= first["rollout_accuracy"] <= 1.0
+    rows = [json.loads(line) for line in (tmp_path / "si" / "round_0" / "rollouts.jsonl").read_text().splitlines()]
+    hard = [r for r in rows if r["hard"]]
+    assert first["hard_questions"] == len(hard)
+    assert all(r["hint"] is not None and len(r["hinted_answers"]) == 4 for r in hard)  # hard ones were re-sampled
+    assert all(r["hint"] is None for r in rows if not r["hard"])
+    sft = (tmp_path / "si" / "round_0" / "sft_data.jsonl").read_text().splitlines()
+    assert first["sft_examples"] == len(sft) == sum(len(r["kept"]) for r in rows) > 0
+    assert (tmp_path / "si" / "round_0" / "model" / "config.json").exists()
+    assert summaries[1]["model"] == str(tmp_path / "si" / "round_0" / "model")
+    assert summaries[1]["initial_hard_questions"] == len(hard)
+    logged = json.loads((tmp_path / "si" / "rounds.json").read_text())
+    assert [s["round"] for s in logged] == [0, 1]
+    # Extending to 2 rounds: round 0 is skipped, the old measuring pass becomes a training round, round 2 measures.
+    stamp = (tmp_path / "si" / "round_0" / "round.json").stat().st_mtime_ns
+    summaries = self_improve.main(args(2))
+    assert (tmp_path / "si" / "round_0" / "round.json").stat().st_mtime_ns == stamp
+    assert [s["trained"] for s in summaries] == [True, True, False]
+    assert (tmp_path / "si" / "round_1" / "model" / "config.json").exists()
+    # Other settings are refused.
+    with pytest.raises(ValueError, match="other settings"):
+        self_improve.main(args(2, n_samples=3))
