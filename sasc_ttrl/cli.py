@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .core.errors import ConfigError, one_line
+from .training.distributed import destroy_process_group
 
 EXIT_CONFIG_ERROR = 2
 
@@ -58,13 +59,20 @@ def exit_on(prog: str, errors: tuple[type[BaseException], ...] = (ConfigError,))
 def run_command(
     make_parser: Callable[[], Any], main: Callable[..., Any], prog: str, argv: Sequence[str] | None = None
 ):
-    """Parse ``argv`` (``--config`` YAML + flags) and call ``main``; configuration errors exit with code 2."""
+    """Parse ``argv`` (``--config`` YAML + flags) and call ``main``; configuration errors exit with code 2.
+
+    The process group, if ``main`` created one (several processes), is destroyed before returning, also when
+    ``main`` raises (`sasc_ttrl.training.distributed` says why).
+    """
     parser = make_parser()
     parser.prog = prog
     with exit_on(prog, (ValueError, OSError)):  # the config dataclasses validate themselves while parsing
         args = parser.parse_args_and_config(args=None if argv is None else list(argv))
-    with exit_on(prog):
-        return main(*args)
+    try:
+        with exit_on(prog):
+            return main(*args)
+    finally:
+        destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> None:

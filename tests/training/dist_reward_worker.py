@@ -6,6 +6,7 @@ import sys
 import torch
 from accelerate import PartialState
 
+from sasc_ttrl.training.distributed import destroy_process_group
 from sasc_ttrl.training.rewards import get_reward_funcs
 
 if __name__ == "__main__":
@@ -29,3 +30,4 @@ if __name__ == "__main__":
         metrics[reward.__name__] = rewards
     with open(f"{out_dir}/rank{state.process_index}.json", "w") as handle:
         json.dump(metrics, handle)
+    destroy_process_group()  # left to interpreter exit, gloo's thread can abort the process (issue 19)

@@ -115,3 +115,25 @@ def test_two_process_training_matches_one_process_votes(tiny_model_dir, tmp_path
     if "zero" in accelerate_config:
         assert "DeepSpeed" in result.stdout + result.stderr, "DeepSpeed should have been initialised"
 
+
+def test_run_command_destroys_the_process_group(tmp_path):
+    """Every command ends its process group (issue 19: left to interpreter exit, gloo's thread can abort)."""
+    from dataclasses import dataclass
+
+    import torch.distributed as dist
+    from trl import TrlParser
+
+    from sasc_ttrl.cli import run_command
+
+    @dataclass
+    class Args:
+        name: str = "x"
+
+    def main(args):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        gathered = [None]
+        dist.all_gather_object(gathered, args.name)
+        return gathered
+
+    assert run_command(lambda: TrlParser((Args,)), main, "test", ["--name", "y"]) == ["y"]
+    assert not dist.is_initialized()
