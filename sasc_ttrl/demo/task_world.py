@@ -1,11 +1,13 @@
 """A task world the project generates itself: easy one-step arithmetic word problems with a ``\\boxed{}`` answer.
 
 Each question is a short story ("Mia has 7 marbles. She finds 5 more. How many marbles does Mia have now?") whose
-answer is one addition, subtraction or multiplication of small numbers. A small instruct model (SmolLM2-135M) is
-right on these only part of the time when it samples, and right more often when several samples vote: the regime
-where label-free test-time RL can teach it. Questions are rows in the benchmark format of ``../shared/data``
-(``{prompt, answer, source, id}``): ``prompt`` is the bare question (the loaders add the step-by-step /
-``\\boxed{}`` instruction), ``answer`` the integer as a string, so every command of the project reads them.
+answer is one addition, subtraction or multiplication of small numbers (``two_step`` stories take two operations,
+and [`make_arithmetic`] asks bare sums, differences and products: the vote study's other question families). A
+small instruct model (SmolLM2-135M) is right on these only part of the time when it samples, and right more often
+when several samples vote: the regime where label-free test-time RL can teach it. Questions are rows in the
+benchmark format of ``../shared/data`` (``{prompt, answer, source, id}``): ``prompt`` is the bare question (the
+loaders add the step-by-step / ``\\boxed{}`` instruction), ``answer`` the integer as a string, so every command of
+the project reads them.
 
 Python::
 
@@ -33,7 +35,8 @@ from pathlib import Path
 from ..data.store import write_atomic
 
 SOURCE = "task-world"
-OPS = ("add", "sub", "mul")
+OPS = ("add", "sub", "mul")  # the default mix (one step each)
+ALL_OPS = (*OPS, "two_step")  # ``two_step``: two operations in one story (the vote study's harder family)
 DEFAULT_MAX_VALUE = 20
 NAMES = (
     ("Mia", "She"),
@@ -64,18 +67,41 @@ MUL_TEMPLATES = (
     "{name} has {a} {container} with {b} {item} in each. How many {item} does {name} have?",
     "There are {a} {container} and each holds {b} {item}. How many {item} are there in total?",
 )
+# Two steps: (a + b) - c, or a x b + c.
+TWO_STEP_ADD_SUB = (
+    "{name} has {a} {item}. {pronoun} buys {b} more and then gives {c} to a friend. How many {item} does {name} "
+    "have now?",
+    "A box holds {a} {item}. {name} puts in {b} more and later takes out {c}. How many {item} are in the box?",
+)
+TWO_STEP_MUL_ADD = (
+    "{name} has {a} {container} with {b} {item} in each, and {c} loose {item}. How many {item} does {name} have?",
+    "There are {a} {container} of {b} {item} each. {name} adds {c} more {item}. How many {item} are there now?",
+)
+ARITHMETIC_SYMBOLS = {"add": "+", "sub": "-", "mul": "*"}
 
 
 def make_question(rng: random.Random, ops: Sequence[str] = OPS, max_value: int = DEFAULT_MAX_VALUE) -> dict:
     """One word problem drawn from ``rng``: ``{"prompt", "answer", "op"}``.
 
     Additions use operands in ``[1, max_value]``, subtractions ``a`` in ``[2, max_value]`` and ``b`` in
-    ``[1, a - 1]`` (the answer is positive), multiplications factors in ``[2, min(max_value, 9)]``.
+    ``[1, a - 1]`` (the answer is positive), multiplications factors in ``[2, min(max_value, 9)]``. ``two_step``
+    (never in the default mix) is ``a + b - c`` with ``c`` in ``[1, a + b - 1]`` or ``a x b + c`` with
+    ``c`` in ``[1, max_value]``.
     """
     op = rng.choice(list(ops))
     name, pronoun = rng.choice(NAMES)
     item, container = rng.choice(ITEMS), rng.choice(CONTAINERS)
-    if op == "add":
+    c = 0
+    if op == "two_step":
+        if rng.random() < 0.5:
+            a, b = rng.randint(2, max_value), rng.randint(1, max_value)
+            c = rng.randint(1, a + b - 1)
+            template, answer = rng.choice(TWO_STEP_ADD_SUB), a + b - c
+        else:
+            top = max(2, min(max_value, 9))
+            a, b, c = rng.randint(2, top), rng.randint(2, top), rng.randint(1, max_value)
+            template, answer = rng.choice(TWO_STEP_MUL_ADD), a * b + c
+    elif op == "add":
         a, b = rng.randint(1, max_value), rng.randint(1, max_value)
         template, answer = rng.choice(ADD_TEMPLATES), a + b
     elif op == "sub":
@@ -86,16 +112,16 @@ def make_question(rng: random.Random, ops: Sequence[str] = OPS, max_value: int =
         top = max(2, min(max_value, 9))
         a, b = rng.randint(2, top), rng.randint(2, top)
         template, answer = rng.choice(MUL_TEMPLATES), a * b
-    prompt = template.format(name=name, pronoun=pronoun, item=item, container=container, a=a, b=b)
+    prompt = template.format(name=name, pronoun=pronoun, item=item, container=container, a=a, b=b, c=c)
     return {"prompt": prompt, "answer": str(answer), "op": op}
 
 
 def _validate(n: int, ops: Sequence[str], max_value: int) -> None:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    unknown = [op for op in ops if op not in OPS]
+    unknown = [op for op in ops if op not in ALL_OPS]
     if unknown or not ops:
-        raise ValueError(f"ops must be a non-empty subset of {OPS}, got {list(ops)}")
+        raise ValueError(f"ops must be a non-empty subset of {ALL_OPS}, got {list(ops)}")
     if max_value < 2:
         raise ValueError(f"max_value must be >= 2, got {max_value}")
 
@@ -170,6 +196,40 @@ def make_split(
     return train, held_out
 
 
+def make_arithmetic(
+    n: int, seed: int = 0, ops: Sequence[str] = OPS, max_value: int = 99, id_prefix: str | None = None
+) -> list[dict]:
+    """``n`` distinct bare arithmetic questions ("What is 37 + 48?"), seeded, in the task world's row format.
+
+    Additions and subtractions use operands in ``[10, max_value]`` (subtractions keep the answer positive),
+    multiplications factors in ``[2, 12]``.
+    """
+    _validate(n, ops, max_value)
+    if "two_step" in ops or max_value < 11:
+        raise ValueError(f"make_arithmetic takes ops among {OPS} and max_value >= 11, got {list(ops)}, {max_value}")
+    rng = random.Random(f"task-world-arithmetic:{seed}")
+    prefix = id_prefix or f"arith{seed}"
+    seen: set[str] = set()
+    rows: list[dict] = []
+    while len(rows) < n:
+        op = rng.choice(list(ops))
+        if op == "mul":
+            a, b = rng.randint(2, 12), rng.randint(2, 12)
+        else:
+            a, b = rng.randint(10, max_value), rng.randint(10, max_value)
+            if op == "sub" and a <= b:
+                a, b = b + 1, a
+        answer = {"add": a + b, "sub": a - b, "mul": a * b}[op]
+        prompt = f"What is {a} {ARITHMETIC_SYMBOLS[op]} {b}?"
+        if prompt in seen:
+            continue
+        seen.add(prompt)
+        rows.append(
+            {"prompt": prompt, "answer": str(answer), "op": op, "id": f"{prefix}-{len(rows)}", "source": SOURCE}
+        )
+    return rows
+
+
 def write_questions(path: str | os.PathLike, questions: Sequence[dict]) -> Path:
     """Write questions as a JSON list (atomically; parent folders are created)."""
     path = Path(path)
@@ -183,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=300, help="Number of questions.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the generator.")
     parser.add_argument("--output", required=True, help="JSON file to write.")
-    parser.add_argument("--ops", nargs="+", default=list(OPS), choices=OPS, help="Operations to draw from.")
+    parser.add_argument("--ops", nargs="+", default=list(OPS), choices=ALL_OPS, help="Operations to draw from.")
     parser.add_argument("--max_value", type=int, default=DEFAULT_MAX_VALUE, help="Largest add/sub operand.")
     parser.add_argument("--held_out", type=int, default=0, help="Also draw this many held-out questions.")
     parser.add_argument("--held_out_output", default=None, help="Where the held-out questions go (JSON).")

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from sasc_ttrl.core.answers import extract_answer
-from sasc_ttrl.demo.task_world import OPS, main, make_questions, make_split
+from sasc_ttrl.demo.task_world import OPS, main, make_arithmetic, make_questions, make_split
 
 
 def _solve(prompt: str, op: str) -> int:
@@ -52,3 +52,25 @@ def test_command_writes_json(tmp_path):
     rows, held_rows = json.loads(out.read_text()), json.loads(held.read_text())
     assert [r["prompt"] for r in rows] == [q["prompt"] for q in make_questions(12, seed=0)]
     assert len(held_rows) == 5 and set(rows[0]) >= {"prompt", "answer", "id", "source"}
+
+
+def test_two_step_stories_have_the_right_answer():
+    questions = make_questions(120, seed=5, ops=["two_step"])
+    assert {q["op"] for q in questions} == {"two_step"}
+    for q in questions:
+        a, b, c = (int(x) for x in re.findall(r"\d+", q["prompt"])[:3])
+        expected = a * b + c if ("each" in q["prompt"] or " of " in q["prompt"]) else a + b - c
+        assert int(q["answer"]) == expected > 0
+    # Adding the two-step family did not change the default mix drawn from a seed.
+    assert all(q["op"] in OPS for q in make_questions(200, seed=3))
+
+
+def test_arithmetic_questions_are_seeded_and_right():
+    rows = make_arithmetic(300, seed=2)
+    assert rows == make_arithmetic(300, seed=2) and rows != make_arithmetic(300, seed=3)
+    assert len({r["prompt"] for r in rows}) == 300
+    for r in rows:
+        a, sym, b = re.fullmatch(r"What is (\d+) ([+*-]) (\d+)\?", r["prompt"]).groups()
+        assert int(r["answer"]) == {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[sym] > 0
+    with pytest.raises(ValueError, match="make_arithmetic"):
+        make_arithmetic(3, ops=["two_step"])
