@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -23,11 +24,17 @@ logger = logging.getLogger(__name__)
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, fsync, then ``os.replace``."""
+    """Write ``text`` to ``path`` through a temporary file in the same folder, fsync, then ``os.replace``.
+
+    A ``.gz`` path is gzip-compressed (with a fixed timestamp, so the same text gives the same bytes).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    data = text.encode("utf-8")
+    if path.suffix == ".gz":
+        data = gzip.compress(data, mtime=0)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -68,12 +75,14 @@ def read_samples(path: str | Path) -> dict[str, dict[str, Any]]:
     """The question lines of a samples file, by question key.
 
     A last line cut short by an interruption is dropped (and removed from the file so that appending is safe);
-    a corrupt line anywhere else is an error.
+    a corrupt line anywhere else is an error. A ``.jsonl.gz`` file (written whole by [`write_atomic`]) is read as
+    it is.
     """
     path = Path(path)
     if not path.exists():
         return {}
-    raw = path.read_text(encoding="utf-8")
+    compressed = path.suffix == ".gz"
+    raw = gzip.decompress(path.read_bytes()).decode("utf-8") if compressed else path.read_text(encoding="utf-8")
     lines = raw.split("\n")
     done: dict[str, dict[str, Any]] = {}
     good: list[str] = []
@@ -90,7 +99,7 @@ def read_samples(path: str | Path) -> dict[str, dict[str, Any]]:
         done[str(item["id"])] = item
         good.append(line)
     clean = "".join(line + "\n" for line in good)
-    if clean != raw:
+    if clean != raw and not compressed:
         write_atomic(path, clean)  # a kill now leaves either the old file or the clean one
     return done
 

@@ -72,3 +72,34 @@ def test_field_defaults_keeps_plain_defaults_only():
         tags: list = field(default_factory=list)
 
     assert field_defaults(Args) == {"k": 4}
+
+
+def test_gz_files_are_written_reproducibly_and_read_back(tmp_path):
+    import gzip
+
+    from sasc_ttrl.data.store import read_samples
+
+    rows = [{"id": "a", "samples": [1]}, {"id": "b", "samples": [2]}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    first, second = tmp_path / "one.jsonl.gz", tmp_path / "two.jsonl.gz"
+    write_atomic(first, text)
+    write_atomic(second, text)
+    assert first.read_bytes() == second.read_bytes()  # fixed gzip timestamp
+    assert gzip.decompress(first.read_bytes()).decode() == text
+    assert read_samples(first) == {"a": rows[0], "b": rows[1]}
+    assert first.read_bytes() == second.read_bytes()  # reading never rewrites a compressed file
+
+
+def test_check_run_settings_with_a_data_subdir_keeps_the_rest(tmp_path):
+    from sasc_ttrl.core.errors import ConfigError
+
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "a.jsonl").write_text("{}\n")
+    (tmp_path / "metrics.json").write_text("{}")
+    check_run_settings(tmp_path, "cfg.json", {"n": 4}, overwrite=False, data_subdir="samples")
+    with pytest.raises(ConfigError, match=r"'n': \(4, 8\)"):
+        check_run_settings(tmp_path, "cfg.json", {"n": 8}, overwrite=False, data_subdir="samples")
+    check_run_settings(tmp_path, "cfg.json", {"n": 8}, overwrite=True, data_subdir="samples")
+    assert not (tmp_path / "samples").exists() and (tmp_path / "metrics.json").exists()
+    # Without samples the recorded settings do not bind (nothing would be mixed).
+    check_run_settings(tmp_path, "cfg.json", {"n": 16}, overwrite=False, data_subdir="samples")
