@@ -18,7 +18,7 @@ CURVES = (
     ("kept fraction (stability gate)", "{vote}/kept_fraction"),
     ("SASC label differs from majority", "{vote}/label_differs_from_majority"),
 )
-LABELS = {"sasc": "SASC-TTRL", "majority": "TTRL"}
+LABELS = {"sasc": "SASC-TTRL", "majority": "TTRL", "sasc_exp": "SASC-TTRL (exp, T=1)"}
 
 
 class TrainingProgress(TrainerCallback):
@@ -69,10 +69,11 @@ def plot_training_curves(training: dict[str, dict[str, Any]], path: str | os.Pat
 
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), squeeze=False)
     for ax, (title, template) in zip(axes[0], CURVES):
-        for vote, run in training.items():
+        for name, run in training.items():
+            vote = run.get("reward", name)  # the metrics' prefix: the reward the run trained with
             steps, values = curve(run["log_history"], template.format(vote=vote))
             if steps and not (vote == "majority" and "differs" in template):
-                ax.plot(steps, values, "o-", markersize=3, label=LABELS.get(vote, vote))
+                ax.plot(steps, values, "o-", markersize=3, label=LABELS.get(name, name))
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylim(-0.05, 1.05)

@@ -37,13 +37,22 @@ from pathlib import Path
 from typing import Any
 
 from ..data.prompts import prompt_messages
-from ..data.store import write_atomic
+from ..data.store import check_run_settings, field_defaults, save_model_atomic, write_atomic
 from .report import plot_pass_at_k, plot_training_curves, print_before_after
 from .task_world import make_split
 
 logger = logging.getLogger(__name__)
 
-METHODS = {"sasc": "SASC-TTRL", "majority": "TTRL"}
+METHODS = {"sasc": "SASC-TTRL", "majority": "TTRL", "sasc_exp": "SASC-TTRL (exp, T=1)"}
+# Each run: the reward it trains with, and the vote fields it sets (none: the trainer's defaults). ``sasc_exp`` is the
+# literal reading of the method's weights, exp(-z) with T = 1, kept one flag away from the default.
+RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sasc": ("sasc", {}),
+    "majority": ("majority", {}),
+    "sasc_exp": ("sasc", {"vote_weighting": "exp", "weight_temperature": 1.0, "weight_statistic": "std"}),
+}
+SETTINGS_FILE = "demo_config.json"
+FREE_KEYS = ("output_dir", "cache_dir", "methods", "save_models", "eval_batch_size")
 TASKS = ("word_problems", "sums")
 # Defaults of the real-model demo and of --quick (the tiny model); a flag given on the command line wins.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -102,8 +111,14 @@ class DemoArguments:
         default=None, metadata={"help": "Model cache (default $SASC_TTRL_CACHE or ~/.cache/sasc_ttrl)."}
     )
     methods: list[str] = field(
-        default_factory=lambda: list(METHODS),
-        metadata={"help": "Runs to train from the same start: sasc (SASC-TTRL) and/or majority (TTRL)."},
+        default_factory=lambda: ["sasc", "majority"],
+        metadata={
+            "help": "Runs to train from the same start: sasc (SASC-TTRL, the default vote), majority (TTRL), "
+            "sasc_exp (SASC-TTRL with the literal exp(-z), T = 1 weights)."
+        },
+    )
+    save_models: bool = field(
+        default=False, metadata={"help": "Keep each trained model (LoRA merged) in <output_dir>/models/<method>."}
     )
     task: str | None = _preset("task", "word_problems (the task world) or sums (what the tiny model knows).")
     num_train_questions: int | None = _preset("num_train_questions", "Questions trained on without their answers.")
@@ -257,9 +272,11 @@ def train_config(args: DemoArguments, method: str, output_dir: Path):
     """The GRPO/SASC configuration of one run (CPU, LoRA, no checkpoints; every drifting TRL default written)."""
     from ..training.configs import SASCConfig
 
+    reward, vote_fields = RUNS[method]
     return SASCConfig(
+        **vote_fields,
         output_dir=str(output_dir),
-        reward_funcs=[method],
+        reward_funcs=[reward],
         num_generations=args.num_generations,
         per_device_train_batch_size=args.num_generations * args.prompts_per_step,
         gradient_accumulation_steps=1,
@@ -337,6 +354,21 @@ def _write_samples(folder: Path, run: str, split: str, lines: list[dict]) -> Non
     write_atomic(folder / f"{run}_{split}.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
 
 
+def _phase_file(out: Path, run: str) -> Path:
+    return out / "phases" / f"{run}.json"
+
+
+def _load_phase(out: Path, run: str) -> dict[str, Any] | None:
+    """The saved result of a finished phase of this output_dir, or None."""
+    path = _phase_file(out, run)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _save_phase(out: Path, run: str, result: dict[str, Any]) -> None:
+    _phase_file(out, run).parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(_phase_file(out, run), json.dumps(result))
+
+
 def main(args: DemoArguments) -> dict[str, Any]:
     """Run the demo end to end and return the content of ``metrics.json``."""
     from rich.console import Console
@@ -348,7 +380,10 @@ def main(args: DemoArguments) -> dict[str, Any]:
     console = Console()
     start = time.monotonic()
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # A rerun resumes: finished phases (an evaluation, a training run and its evaluation) are read from
+    # <output_dir>/phases/ instead of being run again -- only when the settings that shape them are the same.
+    settings = {k: v for k, v in asdict(args).items() if k not in FREE_KEYS}
+    check_run_settings(out, SETTINGS_FILE, settings, overwrite=False, defaults=field_defaults(DemoArguments))
     model_path = resolve_model(args, console)
     train_qs, held_qs = make_questions(args)
     eval_args = eval_settings(args)
@@ -369,19 +404,42 @@ def main(args: DemoArguments) -> dict[str, Any]:
             _write_samples(out / "samples", run, split, lines)
         seconds[f"eval_{run}"] = time.monotonic() - t0
 
-    model, tokenizer = load_transformers_model(model_path, dtype="float32", device="cpu")
-    evaluate("base", model, tokenizer)
-    del model
     training: dict[str, Any] = {}
+    base_phase = _load_phase(out, "base")
+    if base_phase is None:
+        model, tokenizer = load_transformers_model(model_path, dtype="float32", device="cpu")
+        evaluate("base", model, tokenizer)
+        del model
+        _save_phase(out, "base", {"evaluation": evaluations["base"], "seconds": seconds})
+    else:
+        console.print("base: evaluation read from an earlier run of this output_dir")
+        evaluations["base"] = base_phase["evaluation"]
+        seconds.update({k: v for k, v in base_phase["seconds"].items() if k == "eval_base"})
     for method in args.methods:
+        phase = _load_phase(out, method)
+        if phase is not None and (not args.save_models or (out / "models" / method / "config.json").exists()):
+            console.print(f"{METHODS[method]}: training and evaluation read from an earlier run of this output_dir")
+            evaluations[method], training[method] = phase["evaluation"], phase["training"]
+            seconds.update(phase["seconds"])
+            continue
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory() as scratch:  # the trainer's output_dir: nothing is checkpointed
             model, tokenizer, history, config = train_run(args, method, model_path, train_qs, Path(scratch))
         seconds[f"train_{method}"] = time.monotonic() - t0
-        training[method] = {"log_history": history, "vote_settings": vote_settings_used(config)}
+        training[method] = {
+            "log_history": history,
+            "vote_settings": vote_settings_used(config),
+            "reward": RUNS[method][0],
+        }
         evaluate(method, model, tokenizer)
+        if args.save_models:
+            save_model_atomic(model, tokenizer, out / "models" / method)
         del model
         gc.collect()
+        phase_seconds = {k: seconds[k] for k in (f"train_{method}", f"eval_{method}")}
+        _save_phase(
+            out, method, {"evaluation": evaluations[method], "training": training[method], "seconds": phase_seconds}
+        )
     seconds["total"] = time.monotonic() - start
     result = {
         "model": model_path,

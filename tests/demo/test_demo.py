@@ -137,3 +137,36 @@ def test_demo_quick_command_full_size(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     check_outputs(out, DemoArguments(quick=True))
+
+
+def test_demo_resumes_finished_phases_keeps_models_and_refuses_other_settings(tiny_model_dir, tmp_path, monkeypatch):
+    """A rerun reads finished phases instead of redoing them; sasc_exp trains with the literal exp(-z), T = 1."""
+    from sasc_ttrl.core.errors import ConfigError
+    from sasc_ttrl.demo import run as demo_run
+
+    out = tmp_path / "demo"
+    flags = ["--quick", "--model", str(tiny_model_dir), "--output_dir", str(out), "--seed", "1", "--max_steps", "1"]
+    flags += ["--num_train_questions", "2", "--num_held_out_questions", "2", "--eval_samples", "2"]
+    trained = []
+    real_train_run = demo_run.train_run
+
+    def counting_train_run(args, method, *rest):
+        trained.append(method)
+        return real_train_run(args, method, *rest)
+
+    monkeypatch.setattr(demo_run, "train_run", counting_train_run)
+    first = demo_run.main(
+        *demo_run.make_parser().parse_args_and_config(flags + ["--methods", "sasc_exp", "--save_models"])
+    )
+    assert trained == ["sasc_exp"]
+    assert (out / "models" / "sasc_exp" / "config.json").exists()
+    votes = first["training"]["sasc_exp"]["vote_settings"]
+    assert (votes["vote_weighting"], votes["weight_temperature"], votes["weight_statistic"]) == ("exp", 1.0, "std")
+    assert first["training"]["sasc_exp"]["reward"] == "sasc"
+
+    again = demo_run.main(*demo_run.make_parser().parse_args_and_config(flags + ["--methods", "sasc_exp", "majority"]))
+    assert trained == ["sasc_exp", "majority"]  # the finished sasc_exp phase was read, not redone
+    assert again["evaluations"]["sasc_exp"] == first["evaluations"]["sasc_exp"]
+    assert again["evaluations"]["base"] == first["evaluations"]["base"]
+    with pytest.raises(ConfigError, match="max_steps"):
+        demo_run.main(*demo_run.make_parser().parse_args_and_config([*flags[:-1], "2", "--max_steps", "2"]))
