@@ -3,6 +3,12 @@
 * ``label_accuracy``: share of groups whose pseudo-label is equivalent to the hidden answer.
 * ``reward_accuracy``: share of rollouts whose pseudo-reward equals the reward the hidden answer would give.
 * ``majority_ratio``: share of a group that answered the pseudo-label, averaged over groups.
+
+Collapse signals (label-free, what TTRL users watch for): ``unanimous_fraction``, the share of groups whose every
+answered rollout is in one class (the pseudo-label had no competitor), and ``label_entropy``, the entropy in bits of
+the pseudo-labels across the batch's groups (0 when every question gets the same label; no label counts as one
+more label). A vote that has become unanimous everywhere while answers go missing, or while a held-out score falls,
+is the collapse `sasc_ttrl.training.collapse.CollapseGuard` warns about.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ def group_diagnostics(
         "kept_fraction": sum(sum(v.kept) for v in votes) / max(answered, 1),
         "no_answer_fraction": 1.0 - answered / max(n_rollouts, 1),
         "no_label_fraction": float(np.mean([v.pseudo_label is None for v in votes])),
+        "unanimous_fraction": float(np.mean([_unanimous(v) for v in votes])),
+        "label_entropy": label_entropy([v.pseudo_label for v in votes]),
     }
     if instabilities is not None:
         flat = [s for group in instabilities for s in group]
@@ -68,6 +76,21 @@ def group_diagnostics(
         if reference_votes is not None:
             metrics["majority_label_accuracy"] = float(np.mean(ref_ok))
     return metrics
+
+
+def _unanimous(vote: VoteResult) -> bool:
+    """Whether the group's answered rollouts all fall in one class (and there is a label)."""
+    answered = {c for c in vote.classes if c is not None}
+    return vote.pseudo_label is not None and len(answered) == 1
+
+
+def label_entropy(labels: Sequence[str | None]) -> float:
+    """Shannon entropy in bits of the labels' empirical distribution (``None`` is one more label); 0 for none."""
+    if not labels:
+        return 0.0
+    _, counts = np.unique(np.array([repr(x) for x in labels]), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum() + 0.0)
 
 
 def _same_label(a: str | None, b: str | None, timeout: float | None) -> bool:

@@ -45,6 +45,10 @@ class SASCConfig(GRPOConfig, VoteArguments):
             With a PEFT adapter, also save the merged model to `<output_dir>/merged` (ready for `sasc-ttrl eval`).
         vote_log_path (`str` or `None`):
             JSONL file where the main process appends every group's vote, for auditing pseudo-labels.
+        collapse_threshold, collapse_patience, collapse_heldout_metric:
+            The collapse warning ([`CollapseGuard`]): warn once when the vote was unanimous on at least
+            `collapse_threshold` of the groups for `collapse_patience` logged steps (0 = off) while answers are
+            missing or the logged metric `collapse_heldout_metric` (if given) fell.
     """
 
     reward_funcs: list[str] = field(
@@ -77,6 +81,15 @@ class SASCConfig(GRPOConfig, VoteArguments):
         default=None,
         metadata={"help": "JSONL file where the main process appends every group's vote (answers, label, rewards)."},
     )
+    collapse_threshold: float = field(
+        default=0.9, metadata={"help": "Collapse warning: share of groups whose vote is unanimous."}
+    )
+    collapse_patience: int = field(
+        default=3, metadata={"help": "Collapse warning: consecutive unanimous logged steps (0 turns it off)."}
+    )
+    collapse_heldout_metric: str | None = field(
+        default=None, metadata={"help": "Collapse warning: a logged held-out score whose fall counts (optional)."}
+    )
 
     @property
     def vote_settings(self) -> VoteSettings:
@@ -98,6 +111,11 @@ class SASCConfig(GRPOConfig, VoteArguments):
         if self.entropy_top_k < 1:
             raise ValueError(f"entropy_top_k must be >= 1, got {self.entropy_top_k}")
         self.vote_settings  # noqa: B018 - VoteSettings validates the vote fields and answer_timeout
+        if not 0.0 < self.collapse_threshold <= 1.0 or self.collapse_patience < 0:
+            raise ValueError(
+                f"collapse_threshold must be in (0, 1] and collapse_patience >= 0, got {self.collapse_threshold}, "
+                f"{self.collapse_patience}"
+            )
         if self.entropy_source not in ENTROPY_SOURCES:
             raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
         if self.train_selection not in TRAIN_SELECTIONS:

@@ -11,6 +11,7 @@ from trl.extras.profiling import profiling_context
 
 from ..sampling.entropy_capture import capture_topk_entropies, forward_topk_entropies
 from ..sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs
+from .collapse import CollapseGuard
 from .configs import SASCConfig
 from .rewards import get_reward_funcs
 
@@ -64,6 +65,10 @@ class SASCTrainer(GRPOTrainer):
                 f"entropy_top_k={args.entropy_top_k} exceeds vLLM's default max_logprobs ({VLLM_MAX_LOGPROBS})"
             )
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        if args.collapse_patience > 0:
+            self.add_callback(
+                CollapseGuard(args.collapse_threshold, args.collapse_patience, args.collapse_heldout_metric)
+            )
         self._captured_entropies: list[list[float]] | None = None
         if self.use_vllm:
             # Ask vLLM for the top-k logprobs of every generated token (TRL asks for 0: the sampled token only).

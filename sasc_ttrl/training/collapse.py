@@ -1,0 +1,66 @@
+"""A warning when label-free training collapses onto a unanimous vote (the failure mode TTRL users report).
+
+Test-time RL rewards agreement, so one way to maximise the reward is for every rollout to give the same answer,
+right or wrong. A vote that is unanimous is not a problem in itself (easy questions), so [`CollapseGuard`] warns,
+once, only when the vote has been unanimous on at least ``threshold`` of the groups for ``patience`` logged steps in
+a row *and* either some rollouts still give no answer (so the agreement is not that of a model that simply knows)
+or a held-out score the user logs (``heldout_metric``, e.g. a pass@k of an evaluation callback) has fallen below
+its best value.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+
+class CollapseGuard(TrainerCallback):
+    """Watches ``<vote>/unanimous_fraction`` and ``<vote>/no_answer_fraction`` in the trainer's logs.
+
+    Args:
+        threshold: Share of unanimous groups that counts as a unanimous step.
+        patience: Consecutive logged unanimous steps before the other conditions are checked.
+        heldout_metric: Name of a logged held-out score; a value below the best seen so far counts as a fall.
+    """
+
+    def __init__(self, threshold: float = 0.9, patience: int = 3, heldout_metric: str | None = None):
+        if not 0.0 < threshold <= 1.0 or patience < 1:
+            raise ValueError(f"need 0 < threshold <= 1 and patience >= 1, got {threshold}, {patience}")
+        self.threshold = threshold
+        self.patience = patience
+        self.heldout_metric = heldout_metric
+        self.streak = 0
+        self.best_heldout: float | None = None
+        self.heldout_fell = False
+        self.warned = False
+        self.message: str | None = None
+
+    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
+        logs = logs or {}
+        if self.heldout_metric is not None and self.heldout_metric in logs:
+            value = float(logs[self.heldout_metric])
+            if self.best_heldout is not None and value < self.best_heldout:
+                self.heldout_fell = True
+            self.best_heldout = value if self.best_heldout is None else max(self.best_heldout, value)
+        keys = [k for k in logs if k.endswith("/unanimous_fraction")]
+        if not keys:
+            return
+        unanimous = min(float(logs[k]) for k in keys)
+        self.streak = self.streak + 1 if unanimous >= self.threshold else 0
+        answered = 1.0 - max(float(logs.get(k.replace("unanimous_fraction", "no_answer_fraction"), 0.0)) for k in keys)
+        if self.warned or self.streak < self.patience or (answered >= 1.0 and not self.heldout_fell):
+            return
+        why = f"answer rate {100 * answered:.0f}%" if answered < 1.0 else f"{self.heldout_metric} fell"
+        self.message = (
+            f"possible collapse at step {state.global_step}: the vote was unanimous on >= {100 * self.threshold:.0f}% "
+            f"of the groups for {self.streak} logged steps while {why}. The reward now mostly pays for agreement; "
+            "check a held-out score, lower the learning rate, or stop here (collapse_patience: 0 turns this off)."
+        )
+        logger.warning(self.message)
+        warnings.warn(self.message, UserWarning, stacklevel=2)
+        self.warned = True

@@ -1,0 +1,92 @@
+"""The collapse signals (unanimous share, label entropy) and the one-time collapse warning."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from sasc_ttrl.core.label_diagnostics import group_diagnostics, label_entropy
+from sasc_ttrl.core.voting import majority_vote
+from sasc_ttrl.training.collapse import CollapseGuard
+
+
+def test_label_entropy_in_bits():
+    assert label_entropy(["1", "1", "1"]) == 0.0
+    assert label_entropy(["1", "2"]) == pytest.approx(1.0)
+    assert label_entropy(["1", "2", "3", "4"]) == pytest.approx(2.0)
+    assert label_entropy(["1", None]) == pytest.approx(1.0)  # no label is one more label
+    assert label_entropy([]) == 0.0
+
+
+def test_unanimous_fraction_counts_groups_without_a_competing_class():
+    groups = [["7", "7", None], ["7", "8", "7"], [None, None, None], ["1/2", "0.5", "1/2"]]
+    votes = [majority_vote(g) for g in groups]
+    metrics = group_diagnostics(votes, groups)
+    # group 1: one class (7) among the answered; 2: 7 vs 8; 3: no label; 4: 1/2 == 0.5, one class
+    assert metrics["unanimous_fraction"] == pytest.approx(2 / 4)
+    assert metrics["label_entropy"] == pytest.approx(-(0.5 * math.log2(0.5) + 2 * 0.25 * math.log2(0.25)))
+
+
+def _log(guard: CollapseGuard, step: int, **logs):
+    guard.on_log(None, SimpleNamespace(global_step=step), None, logs=logs)
+
+
+def test_warns_once_after_patience_unanimous_steps_with_missing_answers():
+    guard = CollapseGuard(threshold=0.9, patience=3)
+    with pytest.warns(UserWarning, match="possible collapse at step 5") as caught:
+        _log(guard, 1, **{"sasc/unanimous_fraction": 0.95, "sasc/no_answer_fraction": 0.1})
+        _log(guard, 2, **{"sasc/unanimous_fraction": 0.5, "sasc/no_answer_fraction": 0.1})  # the streak breaks
+        for step in (3, 4, 5, 6):
+            _log(guard, step, **{"sasc/unanimous_fraction": 1.0, "sasc/no_answer_fraction": 0.2})
+    assert len(caught) == 1 and guard.warned and "answer rate 80%" in guard.message
+
+
+def test_no_warning_when_every_rollout_answers_and_no_heldout_score_falls(recwarn):
+    guard = CollapseGuard(patience=2)
+    for step in range(1, 6):
+        _log(guard, step, **{"majority/unanimous_fraction": 1.0, "majority/no_answer_fraction": 0.0})
+    assert not guard.warned and not recwarn.list
+
+
+def test_a_falling_heldout_score_counts():
+    guard = CollapseGuard(patience=2, heldout_metric="eval_pass@4")
+    _log(guard, 1, **{"eval_pass@4": 0.5})
+    _log(guard, 2, **{"sasc/unanimous_fraction": 0.92, "sasc/no_answer_fraction": 0.0})
+    _log(guard, 3, **{"eval_pass@4": 0.6})
+    _log(guard, 4, **{"sasc/unanimous_fraction": 0.92, "sasc/no_answer_fraction": 0.0})
+    assert not guard.warned  # unanimous, every rollout answers, and the held-out score only rose
+    _log(guard, 5, **{"eval_pass@4": 0.4})
+    with pytest.warns(UserWarning, match="eval_pass@4 fell"):
+        _log(guard, 6, **{"sasc/unanimous_fraction": 0.95, "sasc/no_answer_fraction": 0.0})
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError):
+        CollapseGuard(threshold=0.0)
+    with pytest.raises(ValueError):
+        CollapseGuard(patience=0)
+
+
+def test_the_trainer_installs_the_guard_unless_turned_off(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from sasc_ttrl.data.training_data import load_math_dataset
+    from sasc_ttrl.demo.tiny_model import write_tiny_dataset
+    from sasc_ttrl.training.trainer import SASCTrainer
+    from tests.training.test_trainer import tiny_config
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = load_math_dataset(str(write_tiny_dataset(tmp_path / "sums.json", n=4)), tokenizer=tokenizer)
+
+    def guards(**overrides):
+        trainer = SASCTrainer(
+            model=str(tiny_model_dir), args=tiny_config(tmp_path, **overrides), train_dataset=data,
+            processing_class=tokenizer,
+        )  # fmt: skip
+        return [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, CollapseGuard)]
+
+    (guard,) = guards(collapse_threshold=0.8, collapse_patience=5, collapse_heldout_metric="eval_x")
+    assert (guard.threshold, guard.patience, guard.heldout_metric) == (0.8, 5, "eval_x")
+    assert guards(collapse_patience=0) == []
