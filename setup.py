@@ -33,6 +33,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["sasc_ttrl", "sasc_ttrl.*"]),
+    # The benchmarks named math500 / amc / aime24 / gsm8k (provenance and licences in their PROVENANCE.md).
+    package_data={"sasc_ttrl.data": ["benchmark_files/*.json", "benchmark_files/PROVENANCE.md"]},
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras,

@@ -1,4 +1,4 @@
-"""Benchmark questions and their reference answers, from the shared files, a local file or the hub.
+"""Benchmark questions and their reference answers, from the files shipped with the package, a local file or the hub.
 
 `load_benchmark` is the one loader of the evaluator (`sasc-ttrl eval`), the data builder (`sasc-ttrl build`) and
 the builder-data trainers: it finds the question / answer / id columns, names the columns that exist when one is
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..core.answers import extract_answer
-from .sources import BENCHMARK_FILES, benchmarks_dir, load_raw_dataset
+from .sources import BENCHMARK_FILES, load_raw_dataset
 
 logger = logging.getLogger(__name__)
 
+# The hub data sets the named benchmarks come from (``--benchmarks HuggingFaceH4/MATH-500`` loads the hub copy).
 HUB_BENCHMARKS = {
     "math500": ("HuggingFaceH4/MATH-500", "test"),
     "amc": ("AI-MO/aimo-validation-amc", "train"),
@@ -83,23 +84,18 @@ def load_benchmark(
     With ``require_answer=False`` (the offline builder, which also runs on unlabeled test sets) a data set without
     an answer column gives questions with ``gold=None`` instead of an error.
 
-    ``math500``, ``amc``, ``aime24`` (and ``gsm8k``) are read from the shared benchmark folder
-    (``$SASC_TTRL_BENCHMARKS_DIR`` or ``../shared/data/benchmarks``) and fall back to their hub data sets. Other
-    names are local files or hub data sets (see `data.sources.load_raw_dataset`).
+    ``math500``, ``amc``, ``aime24`` and ``gsm8k`` are the copies shipped with the package (or
+    ``$SASC_TTRL_BENCHMARKS_DIR``; see `data.sources.benchmarks_dir`). Other names are local files or hub data sets
+    (see `data.sources.load_raw_dataset`); the hub versions of the named ones are in ``HUB_BENCHMARKS``.
 
     Raises:
         KeyError: naming the missing column and the columns that exist.
     """
-    source, default_split = name, "test"
     if Path(name).suffix.lower() in (".json", ".jsonl", ".parquet", ".csv") and not Path(name).is_file():
         raise FileNotFoundError(f"benchmark file {name} does not exist")
-    folder = benchmarks_dir()
-    if name in BENCHMARK_FILES and folder is not None and (folder / BENCHMARK_FILES[name]).is_file():
-        source = str(folder / BENCHMARK_FILES[name])
-    elif name in HUB_BENCHMARKS:
-        source, default_split = HUB_BENCHMARKS[name]
-        logger.info("%s: no local file, loading %s from the hub", name, source)
-    dataset = load_raw_dataset(source, split=split or default_split)
+    # A named benchmark is a local file (split "train" of the json loader); hub data sets default to "test".
+    default_split = "train" if name in BENCHMARK_FILES else "test"
+    dataset = load_raw_dataset(name, split=split or default_split)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     columns = dataset.column_names

@@ -10,10 +10,11 @@ WORD_PROBLEM_EXAMPLE = (
     "Ann has 3 pens. She buys 2 more. How many pens does Ann have now?",
     "3 + 2 = 5. The answer is \\boxed{5}.",
 )
-# How a question is asked: ``math`` (the standard step-by-step / \boxed{} instruction, the default everywhere) or
+# How a question is asked: ``math`` (the standard step-by-step / \boxed{} instruction, the default everywhere),
 # ``word_problem_one_shot`` (one worked example, then a one-line-calculation instruction; it fixes the answer format
-# of a small instruct model such as SmolLM2-135M-Instruct, see the README's demo).
-PROMPT_STYLES = ("math", "word_problem_one_shot")
+# of a small instruct model such as SmolLM2-135M-Instruct, see the README's demo), or ``raw`` (the question as it
+# is, for data whose questions already carry their instruction).
+PROMPT_STYLES = ("math", "word_problem_one_shot", "raw")
 
 
 def check_prompt_style(style: str) -> str:
@@ -23,24 +24,30 @@ def check_prompt_style(style: str) -> str:
     return style
 
 
-def prompt_messages(question: str, style: str = "math") -> list[dict[str, str]]:
-    """The chat messages of ``question`` in a prompt style.
+def prompt_messages(question: str, style: str = "math", system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The chat messages of ``question`` in a prompt style, after a system message when ``system_prompt`` is given.
 
     ``math`` is one user message: the question, then the step-by-step / ``\\boxed{}`` instruction.
     ``word_problem_one_shot`` is a worked example as a first user / assistant turn, then the question with the
-    one-line-calculation instruction.
+    one-line-calculation instruction. ``raw`` is the question alone.
     """
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
     if check_prompt_style(style) == "math":
-        return [{"role": "user", "content": f"{question}\n{MATH_INSTRUCTION}"}]
+        return [*system, {"role": "user", "content": f"{question}\n{MATH_INSTRUCTION}"}]
+    if style == "raw":
+        return [*system, {"role": "user", "content": question}]
     example_q, example_a = WORD_PROBLEM_EXAMPLE
     return [
+        *system,
         {"role": "user", "content": f"{example_q}\n{WORD_PROBLEM_INSTRUCTION}"},
         {"role": "assistant", "content": example_a},
         {"role": "user", "content": f"{question}\n{WORD_PROBLEM_INSTRUCTION}"},
     ]
 
 
-def build_prompt(question: str, tokenizer: Any = None, style: str = "math") -> str | list[dict[str, str]]:
+def build_prompt(
+    question: str, tokenizer: Any = None, style: str = "math", system_prompt: str | None = None
+) -> str | list[dict[str, str]]:
     """The prompt of ``question`` in a prompt style (see [`prompt_messages`]).
 
     Returns the messages (TRL applies the chat template) when ``tokenizer`` has a chat template, else plain text:
@@ -49,15 +56,24 @@ def build_prompt(question: str, tokenizer: Any = None, style: str = "math") -> s
     Raises:
         ValueError: naming an unknown style and the known ones.
     """
-    messages = prompt_messages(question, style)
+    messages = prompt_messages(question, style, system_prompt)
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return messages
     return "\n\n".join(m["content"] for m in messages)
 
 
-def render_prompt(question: str, tokenizer: Any, style: str = "math") -> str:
+def render_prompt(question: str, tokenizer: Any, style: str = "math", system_prompt: str | None = None) -> str:
     """The prompt of ``question`` (see [`build_prompt`]) as the text the model reads (chat template applied)."""
-    prompt = build_prompt(question, tokenizer, style)
+    prompt = build_prompt(question, tokenizer, style, system_prompt)
     if isinstance(prompt, str):
         return prompt
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def is_conversation(value: Any) -> bool:
+    """Whether ``value`` is a prompt in TRL's conversational format: a non-empty list of ``{role, content}``."""
+    return (
+        isinstance(value, list)
+        and len(value) > 0
+        and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+    )

@@ -10,34 +10,31 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 BENCHMARK_FILES = {"math500": "math500.json", "amc": "amc.json", "aime24": "aime24.json", "gsm8k": "gsm8k.json"}
+SHIPPED_BENCHMARKS = Path(__file__).resolve().parent / "benchmark_files"
 LOCAL_SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
-def benchmarks_dir() -> Path | None:
-    """Folder of the named benchmark files: ``$SASC_TTRL_BENCHMARKS_DIR``, else ``../shared/data/benchmarks``."""
+def benchmarks_dir() -> Path:
+    """Folder of the named benchmark files: ``$SASC_TTRL_BENCHMARKS_DIR`` when set, else the copies shipped with
+    the package (``sasc_ttrl/data/benchmark_files``, provenance and licences in its PROVENANCE.md)."""
     env = os.environ.get("SASC_TTRL_BENCHMARKS_DIR")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve().parents[2]
-    candidates += [
-        here.parent / "shared" / "data" / "benchmarks",
-        Path.cwd().parent / "shared" / "data" / "benchmarks",
-    ]
-    for path in candidates:
-        if path.is_dir():
-            return path
-    return None
+    return Path(env) if env else SHIPPED_BENCHMARKS
 
 
 def resolve_data_source(name_or_path: str) -> str:
-    """Turn a benchmark name (``math500``, ``amc``, ``aime24``, ``gsm8k``) into its local file; pass others through."""
+    """Turn a benchmark name (``math500``, ``amc``, ``aime24``, ``gsm8k``) into its file; pass others through.
+
+    Raises:
+        FileNotFoundError: naming the file when ``$SASC_TTRL_BENCHMARKS_DIR`` points at a folder without it.
+    """
     if name_or_path in BENCHMARK_FILES:
-        folder = benchmarks_dir()
-        if folder is None:
+        path = benchmarks_dir() / BENCHMARK_FILES[name_or_path]
+        if not path.is_file():
             raise FileNotFoundError(
-                f"benchmark {name_or_path!r} is looked up in $SASC_TTRL_BENCHMARKS_DIR or ../shared/data/benchmarks, "
-                "and neither exists; pass a hub name or a local file instead"
+                f"benchmark {name_or_path!r}: {path} does not exist ($SASC_TTRL_BENCHMARKS_DIR="
+                f"{os.environ.get('SASC_TTRL_BENCHMARKS_DIR')!r}); unset it to use the copies shipped with sasc-ttrl"
             )
-        return str(folder / BENCHMARK_FILES[name_or_path])
+        return str(path)
     return name_or_path
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .prompts import build_prompt
+from .prompts import build_prompt, is_conversation
 from .sources import load_raw_dataset
 
 logger = logging.getLogger(__name__)
@@ -25,20 +25,29 @@ def prepare_math_dataset(
     answer_column: str | None = "answer",
     source: str = "dataset",
     prompt_style: str = "math",
+    system_prompt: str | None = None,
 ):
-    """Map a raw data set to ``prompt`` (+ ``answer`` when present) in a prompt style (the standard math prompt).
+    """Map a raw data set to the trainer's ``prompt`` (+ ``answer`` when present), keeping every other column.
+
+    A question given as text is asked in ``prompt_style`` (see [`build_prompt`]); a prompt already in TRL's
+    conversational format (a list of ``{role, content}`` messages) passes through unchanged, so the chat template
+    is applied once, by TRL. ``system_prompt`` adds a system message in front of either. Every column other than
+    the prompt column stays (TRL hands them to the reward functions); ``answer`` is the answer column as text.
 
     Args:
         dataset: A `datasets.Dataset`.
-        tokenizer: Decides between a conversational and a plain-text prompt (see [`build_prompt`]).
-        prompt_column: Column holding the question.
+        tokenizer: Decides between a conversational and a plain-text prompt for text questions.
+        prompt_column: Column holding the question (text) or the conversational prompt.
         answer_column: Column holding the hidden answer, or ``None``. A missing answer column is allowed (the
             data is unlabeled) and logged once.
         source: Name of the data set, for error messages.
-        prompt_style: One of ``PROMPT_STYLES`` (see [`build_prompt`]).
+        prompt_style: One of ``PROMPT_STYLES`` (see [`build_prompt`]); not applied to conversational prompts.
+        system_prompt: A system message put in front of every prompt.
 
     Raises:
         KeyError: naming the missing prompt column and the columns that exist.
+        ValueError: naming the row of an empty or non-text question, or a conversational prompt that already has a
+            system message when ``system_prompt`` is given.
     """
     columns = dataset.column_names
     if prompt_column not in columns:
@@ -46,22 +55,32 @@ def prepare_math_dataset(
     has_answer = answer_column is not None and answer_column in columns
     if answer_column is not None and not has_answer:
         logger.info("%s: no answer column %r; diagnostics against hidden answers are off", source, answer_column)
-    if prompt_column == "prompt":
-        dataset = dataset.rename_column("prompt", "__question")
-        prompt_column = "__question"
+    prompts = [
+        _prompt(value, i, tokenizer, prompt_column, source, prompt_style, system_prompt)
+        for i, value in enumerate(dataset[prompt_column])
+    ]
+    answers = [None if v is None else str(v) for v in dataset[answer_column]] if has_answer else None
+    replaced = [c for c in ("prompt", *(["answer"] if has_answer else [])) if c in columns]
+    dataset = dataset.remove_columns(replaced).add_column("prompt", prompts)
+    if answers is not None:
+        dataset = dataset.add_column("answer", answers)
+    return dataset
 
-    def to_example(row: dict) -> dict:
-        question = row[prompt_column]
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"{source}: empty or non-text question in column {prompt_column!r}: {question!r}")
-        example = {"prompt": build_prompt(question, tokenizer, prompt_style)}
-        if has_answer:
-            example["answer"] = None if row[answer_column] is None else str(row[answer_column])
-        return example
 
-    keep = {"id"} & set(dataset.column_names)
-    remove = [c for c in dataset.column_names if c not in keep]
-    return dataset.map(to_example, remove_columns=remove)
+def _prompt(value: Any, row: int, tokenizer, column: str, source: str, style: str, system_prompt: str | None):
+    if is_conversation(value):
+        messages = [dict(m) for m in value]
+        if system_prompt:
+            if messages[0]["role"] == "system":
+                raise ValueError(
+                    f"{source}: row {row} of {column!r} already has a system message; drop system_prompt or the "
+                    "message"
+                )
+            messages.insert(0, {"role": "system", "content": system_prompt})
+        return messages
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{source}: row {row}: empty or non-text question in column {column!r}: {value!r}")
+    return build_prompt(value, tokenizer, style, system_prompt)
 
 
 def load_math_dataset(
@@ -73,13 +92,20 @@ def load_math_dataset(
     answer_column: str | None = "answer",
     limit: int | None = None,
     prompt_style: str = "math",
+    system_prompt: str | None = None,
 ):
     """Load and prepare a math data set in one call (see [`load_raw_dataset`] and [`prepare_math_dataset`])."""
     dataset = load_raw_dataset(name_or_path, split=split, config=config)
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     return prepare_math_dataset(
-        dataset, tokenizer, prompt_column, answer_column, source=name_or_path, prompt_style=prompt_style
+        dataset,
+        tokenizer,
+        prompt_column,
+        answer_column,
+        source=name_or_path,
+        prompt_style=prompt_style,
+        system_prompt=system_prompt,
     )
 
 
@@ -113,6 +139,7 @@ def load_builder_output(
     pseudo_labels: bool = False,
     limit: int | None = None,
     prompt_style: str = "math",
+    system_prompt: str | None = None,
 ):
     """Training data from a builder output: its questions, optionally banded by agreement, with fixed labels.
 
@@ -125,6 +152,7 @@ def load_builder_output(
             dropped). Otherwise the column is left out, so that the labels cannot leak into an online reward.
         limit: Keep only the first N rows (after the band).
         prompt_style: One of ``PROMPT_STYLES`` (see [`build_prompt`]).
+        system_prompt: A system message put in front of every prompt.
 
     Returns:
         A `datasets.Dataset` with ``prompt``, ``id``, ``answer`` (the hidden reference answer, for diagnostics only;
@@ -166,7 +194,7 @@ def load_builder_output(
         raise ValueError(f"{path}: no builder row left to train on (band or pseudo-label filter too strict?)")
     has_answer = any(r.get("reference_answer") is not None for r in rows)
     columns: dict[str, list] = {
-        "prompt": [build_prompt(r["question"], tokenizer, prompt_style) for r in rows],
+        "prompt": [build_prompt(r["question"], tokenizer, prompt_style, system_prompt) for r in rows],
         "id": [str(r.get("id", i)) for i, r in enumerate(rows)],
     }
     if has_answer:

@@ -183,8 +183,8 @@ def test_parser_reads_a_config_file_and_cli_overrides(tmp_path):
         EvalArguments(model_name_or_path="m", n=4, k_list=[8])
 
 
-def test_benchmark_names_resolve_to_the_shared_files(shared_benchmarks, monkeypatch):
-    monkeypatch.setenv("SASC_TTRL_BENCHMARKS_DIR", str(shared_benchmarks))
+def test_benchmark_names_resolve_to_the_shipped_files(monkeypatch):
+    monkeypatch.delenv("SASC_TTRL_BENCHMARKS_DIR", raising=False)
     aime = load_benchmark("aime24", limit=3)
     assert [q.key for q in aime] == ["0", "1", "2"] and aime[0].gold == "204"
     assert "Aya" in aime[0].question
@@ -209,7 +209,7 @@ def test_benchmark_columns_and_answers(tmp_path):
     assert reference_answer(204) == "204"
 
 
-def test_benchmark_names_fall_back_to_the_hub(monkeypatch):
+def test_hub_names_go_to_the_hub_loader(monkeypatch):
     from datasets import Dataset
 
     calls = []
@@ -218,10 +218,27 @@ def test_benchmark_names_fall_back_to_the_hub(monkeypatch):
         calls.append((source, split))
         return Dataset.from_list([{"problem": "2+2?", "answer": "4", "unique_id": "a"}])
 
-    monkeypatch.setattr(benchmarks, "benchmarks_dir", lambda: None)
     monkeypatch.setattr(benchmarks, "load_raw_dataset", fake_load)
-    (question,) = load_benchmark("math500")
+    (question,) = load_benchmark(benchmarks.HUB_BENCHMARKS["math500"][0])
     assert calls == [("HuggingFaceH4/MATH-500", "test")]
     assert (question.key, question.question, question.gold) == ("a", "2+2?", "4")
-    load_benchmark("aime24", split="validation")
+    load_benchmark("HuggingFaceH4/aime_2024", split="validation")
     assert calls[-1] == ("HuggingFaceH4/aime_2024", "validation")
+
+
+def test_eval_of_a_named_benchmark_from_another_folder(tiny_model_dir, tmp_path, monkeypatch):
+    """`sasc-ttrl eval --benchmarks gsm8k --limit 2` in a folder with nothing beside it: the shipped file is used."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SASC_TTRL_")}
+    cmd = [
+        sys.executable, "-m", "sasc_ttrl.cli", "eval", "--model_name_or_path", str(tiny_model_dir),
+        "--benchmarks", "gsm8k", "--limit", "2", "--n", "2", "--max_tokens", "8", "--backend", "transformers",
+        "--dtype", "float32", "--output_dir", "out",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(x) for x in (tmp_path / "out" / "samples" / "gsm8k.jsonl").read_text().splitlines()]
+    assert [line["gold"] for line in lines] == ["18", "3"]  # GSM8K test's first two answers
+    assert "Janet" in lines[0]["question"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -41,7 +42,7 @@ def data_file(request, tmp_path):
 
 def test_local_files_with_column_mapping(data_file):
     dataset = load_math_dataset(str(data_file), prompt_column="problem", answer_column="final")
-    assert set(dataset.column_names) == {"id", "prompt", "answer"}
+    assert set(dataset.column_names) == {"id", "prompt", "answer", "problem", "final"}  # every column stays
     assert dataset[0]["prompt"] == f"What is 1 + 1?\n{MATH_INSTRUCTION}"
     assert [str(a) for a in dataset["answer"]] == ["2", "7"]
     assert dataset["id"] == ["a", "b"]
@@ -129,18 +130,68 @@ def test_hub_names_go_to_load_dataset(monkeypatch):
     assert calls == [("HuggingFaceH4/MATH-500", "default", "test")]
 
 
-def test_benchmark_names_resolve_to_shared_files(shared_benchmarks, monkeypatch):
-    monkeypatch.setenv("SASC_TTRL_BENCHMARKS_DIR", str(shared_benchmarks))
-    assert resolve_data_source("aime24") == str(shared_benchmarks / "aime24.json")
+def test_benchmark_names_resolve_to_the_shipped_files(monkeypatch):
+    monkeypatch.delenv("SASC_TTRL_BENCHMARKS_DIR", raising=False)
+    shipped = Path(data_module.__file__).parent / "benchmark_files"
+    assert resolve_data_source("aime24") == str(shipped / "aime24.json")
     dataset = load_math_dataset("aime24")
     assert len(dataset) == 30 and dataset[0]["prompt"].endswith(MATH_INSTRUCTION)
     assert all(a for a in dataset["answer"])
-    gsm8k = load_math_dataset("gsm8k", limit=3)
-    assert len(gsm8k) == 3
+    assert len(load_math_dataset("gsm8k", limit=3)) == 3
+    assert {"math500.json", "amc.json", "aime24.json", "gsm8k.json", "PROVENANCE.md"} <= {
+        p.name for p in shipped.iterdir()
+    }
 
 
-def test_benchmark_name_without_folder_is_a_clear_error(monkeypatch, tmp_path):
+def test_shipped_benchmarks_equal_the_shared_files(shared_benchmarks):
+    shipped = Path(data_module.__file__).parent / "benchmark_files"
+    for name in ("math500", "amc", "aime24", "gsm8k"):
+        assert json.loads((shipped / f"{name}.json").read_text()) == json.loads(
+            (shared_benchmarks / f"{name}.json").read_text()
+        ), name
+
+
+def test_benchmarks_dir_override_and_its_error(monkeypatch, tmp_path, shared_benchmarks):
+    monkeypatch.setenv("SASC_TTRL_BENCHMARKS_DIR", str(shared_benchmarks))
+    assert resolve_data_source("amc") == str(shared_benchmarks / "amc.json")
     monkeypatch.setenv("SASC_TTRL_BENCHMARKS_DIR", str(tmp_path / "missing"))
-    monkeypatch.setattr(data_module, "benchmarks_dir", lambda: None)
-    with pytest.raises(FileNotFoundError, match="math500"):
+    with pytest.raises(FileNotFoundError, match="math500.*unset it"):
         resolve_data_source("math500")
+
+
+def test_conversational_prompts_pass_through_and_every_column_stays(tmp_path):
+    rows = [
+        {"prompt": [{"role": "user", "content": "What is 3 + 4?"}], "answer": 7, "solution": "3 + 4 = 7", "n": 1},
+        {"prompt": [{"role": "user", "content": "What is 1 + 1?"}], "answer": None, "solution": "2", "n": 2},
+    ]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = load_math_dataset(str(path), tokenizer=build_tokenizer())
+    assert dataset["prompt"] == [r["prompt"] for r in rows]  # unchanged: TRL applies the chat template once
+    assert dataset["answer"] == ["7", None]
+    assert dataset["solution"] == ["3 + 4 = 7", "2"] and dataset["n"] == [1, 2]
+    with_system = load_math_dataset(str(path), system_prompt="You are terse.")
+    assert with_system[0]["prompt"][0] == {"role": "system", "content": "You are terse."}
+    assert with_system[0]["prompt"][1:] == rows[0]["prompt"]
+    rows[0]["prompt"] = [{"role": "system", "content": "x"}, *rows[0]["prompt"]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="row 0 of 'prompt' already has a system message"):
+        load_math_dataset(str(path), system_prompt="You are terse.")
+
+
+def test_raw_style_and_system_prompt_on_text_questions(data_file):
+    raw = load_math_dataset(str(data_file), prompt_column="problem", answer_column="final", prompt_style="raw")
+    assert raw[0]["prompt"] == "What is 1 + 1?"
+    chat = load_math_dataset(
+        str(data_file), tokenizer=build_tokenizer(), prompt_column="problem", prompt_style="raw", system_prompt="Hi."
+    )
+    assert chat[0]["prompt"] == [{"role": "system", "content": "Hi."}, {"role": "user", "content": "What is 1 + 1?"}]
+    text = load_math_dataset(str(data_file), prompt_column="problem", system_prompt="Hi.")
+    assert text[0]["prompt"] == f"Hi.\n\nWhat is 1 + 1?\n{MATH_INSTRUCTION}"
+
+
+def test_an_empty_question_names_its_row(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps({"prompt": "ok?"}) + "\n" + json.dumps({"prompt": "  "}) + "\n")
+    with pytest.raises(ValueError, match="row 1: empty or non-text question"):
+        load_math_dataset(str(path))
