@@ -51,6 +51,7 @@ SAMPLING_KEYS = (
     "entropy_top_k",
     "backend",
     "prompt_style",
+    "system_prompt",
 )
 
 
@@ -82,7 +83,9 @@ class EvalArguments(VoteArguments):
         limit: Evaluate only the first N questions of each benchmark.
         split: Split of hub data sets; default: the benchmark's known split, else ``test``.
         prompt_column: Question column; default: the first of ``prompt``, ``problem``, ``question``.
-        prompt_style: How questions are asked (``data.prompts.PROMPT_STYLES``): ``math`` or ``word_problem_one_shot``.
+        prompt_style: How questions are asked (``data.prompts.PROMPT_STYLES``): ``math``, ``word_problem_one_shot``
+            or ``raw``.
+        system_prompt: A system message in front of every prompt.
         answer_column: Reference answer column; default: the first of ``answer``, ``final_answer``, ``solution``.
         overwrite: Delete the samples of an earlier run in ``output_dir`` instead of resuming it.
         vllm_gpu_memory_utilization: vLLM's ``gpu_memory_utilization``.
@@ -117,6 +120,7 @@ class EvalArguments(VoteArguments):
     prompt_style: str = field(
         default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
     )
+    system_prompt: str | None = field(default=None, metadata={"help": "A system message in front of every prompt."})
     answer_column: str | None = field(default=None, metadata={"help": "Answer column (default: auto-detect)."})
     overwrite: bool = field(default=False, metadata={"help": "Discard earlier samples in output_dir."})
     vllm_gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vLLM gpu_memory_utilization."})
@@ -206,6 +210,7 @@ def main(args: EvalArguments) -> dict[str, Any]:
         backend,
         args.sampling_settings,
         prompt_style=args.prompt_style,
+        system_prompt=args.system_prompt,
         dtype=args.dtype,
         vllm_kwargs={
             "gpu_memory_utilization": args.vllm_gpu_memory_utilization,

@@ -78,6 +78,7 @@ def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConf
             answer_column=script_args.answer_column,
             limit=script_args.max_train_samples,
             prompt_style=script_args.prompt_style,
+            system_prompt=script_args.system_prompt,
         )
     if script_args.use_builder_pseudo_labels and "fixed_label" not in training_args.reward_funcs:
         logger.info("use_builder_pseudo_labels: reward_funcs %s -> ['fixed_label']", training_args.reward_funcs)
@@ -90,6 +91,7 @@ def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConf
         pseudo_labels=script_args.use_builder_pseudo_labels,
         limit=script_args.max_train_samples,
         prompt_style=script_args.prompt_style,
+        system_prompt=script_args.system_prompt,
     )
 
 

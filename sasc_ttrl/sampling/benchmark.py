@@ -36,6 +36,7 @@ class BenchmarkSampler:
         backend: ``"vllm"`` or ``"transformers"``.
         settings: How to sample.
         prompt_style: How a question is asked (`sasc_ttrl.data.prompts.PROMPT_STYLES`).
+        system_prompt: A system message in front of every prompt.
         dtype: Model dtype (``auto``, ``float32``, ``bfloat16``, ...).
         vllm_kwargs: Extra ``vllm.LLM`` arguments (``gpu_memory_utilization``, ``tensor_parallel_size``, ...).
     """
@@ -46,6 +47,7 @@ class BenchmarkSampler:
         backend: str,
         settings: SamplingSettings,
         prompt_style: str = "math",
+        system_prompt: str | None = None,
         dtype: str = "auto",
         vllm_kwargs: dict[str, Any] | None = None,
     ):
@@ -53,6 +55,7 @@ class BenchmarkSampler:
         self.backend = backend
         self.settings = settings
         self.prompt_style = prompt_style
+        self.system_prompt = system_prompt
         self.dtype = dtype
         self.vllm_kwargs = vllm_kwargs or {}
         self.model: Any = None
@@ -77,7 +80,7 @@ class BenchmarkSampler:
     def __call__(self, questions: Sequence[Question]) -> list[list[SampleRecord]]:
         if self.model is None:
             self._load()
-        prompts = [render_prompt(q.question, self.tokenizer, self.prompt_style) for q in questions]
+        prompts = [render_prompt(q.question, self.tokenizer, self.prompt_style, self.system_prompt) for q in questions]
         return sample_records(
             self.backend, self.model, self.tokenizer, prompts, self.settings, sample_keys=[q.index for q in questions]
         )

@@ -147,8 +147,11 @@ class SASCScriptArguments(ScriptArguments):
         prompt_column (`str`, defaults to `"prompt"`):
             Column holding the question.
         prompt_style (`str`, defaults to `"math"`):
-            How questions are asked (`data.prompts.PROMPT_STYLES`): `math` (step by step, `\\boxed{}`) or
-            `word_problem_one_shot` (one worked example; for small instruct models).
+            How text questions are asked (`data.prompts.PROMPT_STYLES`): `math` (step by step, `\\boxed{}`),
+            `word_problem_one_shot` (one worked example; for small instruct models) or `raw` (as they are).
+            Prompts already in TRL's conversational format pass through unchanged.
+        system_prompt (`str` or `None`):
+            A system message put in front of every prompt.
         answer_column (`str` or `None`, defaults to `"answer"`):
             Column holding the hidden answer; used only for logged diagnostics, never for the reward.
         max_train_samples (`int` or `None`):
@@ -168,6 +171,7 @@ class SASCScriptArguments(ScriptArguments):
     prompt_style: str = field(
         default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
     )
+    system_prompt: str | None = field(default=None, metadata={"help": "A system message in front of every prompt."})
     answer_column: str | None = field(
         default="answer", metadata={"help": "Column holding the hidden answer (diagnostics only); null for none."}
     )

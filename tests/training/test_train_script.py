@@ -59,3 +59,31 @@ def test_lora_changes_only_adapter_weights_and_merges(tiny_model_dir, tmp_path):
     q, up = "model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.up_proj.weight"
     assert not torch.equal(merged[q], base[q])
     assert torch.equal(merged[up], base[up])
+
+
+def test_conversational_data_trains_and_extra_columns_reach_rewards(tiny_model_dir, tmp_path):
+    """TRL's conversational format passes through (template applied once) and a user reward reads `solution`."""
+    from tests.training import user_rewards
+
+    rows = [
+        {"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}], "answer": str(a + b), "solution": f"{a + b}"}
+        for a, b in ((1, 2), (3, 4), (2, 2), (5, 1))
+    ]
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    user_rewards.SEEN.clear()
+    args = [
+        "--config", RECIPE, "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(data),
+        "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--num_generations", "4",
+        "--per_device_train_batch_size", "8", "--max_completion_length", "16",
+        "--reward_funcs", "sasc", "tests.training.user_rewards.solution_reward",
+    ]  # fmt: skip
+    trainer = main(*make_parser().parse_args_and_config(args=args))
+    assert trainer.state.global_step == 1
+    (call,) = user_rewards.SEEN
+    solutions = {r["prompt"][0]["content"]: r["solution"] for r in rows}
+    assert len(call["prompts"]) == 8
+    for prompt, solution in zip(call["prompts"], call["solution"]):
+        assert prompt == [{"role": "user", "content": prompt[0]["content"]}]  # the data's messages, untouched
+        assert solutions[prompt[0]["content"]] == solution  # each row's own extra column came with it
+    assert "answer" in call["keys"] and "token_entropies" in call["keys"]
