@@ -47,6 +47,10 @@ _ANSWER_IS = re.compile(r"answer is[:\s]*\$?", re.IGNORECASE)
 _ANSWER_END = re.compile(r"[\n$]")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)")
 _GSM8K_ANSWER = re.compile(r"####\s*([^\n]+)")
+# "\boxed 7" (TeX's one-token argument, no braces): the token runs to the next space, "$" or "}".
+_BRACELESS_BOX = re.compile(r"\\(?:boxed|fbox)[ \t]+([^\s${}]+)")
+# An answer that is only an empty box ("\boxed{}", "$\boxed{ }$") states nothing.
+_EMPTY_BOX = re.compile(r"\$?\s*\\(?:boxed|fbox)\s*\{\s*\}\s*\$?\.?")
 # "the answer is 18, which is Sam's total" -> "18": a number followed by a comma and words, or by a connective, is the
 # number (tuples such as "1, 2" and expressions such as "2 x" are left alone).
 _NUMBER_THEN_PROSE = re.compile(
@@ -109,8 +113,9 @@ def _closing_dollar_ends_answer(text: str, dollar: int) -> bool:
 def extract_answer(text: str | None) -> str | None:
     """Extract the final answer of a completion.
 
-    The last ``\\boxed{...}`` (or ``\\fbox{...}``) wins; otherwise a GSM8K-style ``#### answer`` line; otherwise the
-    last "the answer is ..." sentence. Returns ``None`` when the completion states no answer.
+    The last ``\\boxed{...}`` (or ``\\fbox{...}``) wins; then a brace-less ``\\boxed 7`` (TeX's one-token argument);
+    otherwise a GSM8K-style ``#### answer`` line; otherwise the last "the answer is ..." sentence. Returns ``None``
+    when the completion states no answer (an empty ``\\boxed{}`` states none).
 
     Args:
         text: The completion text.
@@ -124,13 +129,18 @@ def extract_answer(text: str | None) -> str | None:
     boxed = [hit for c in _BOXED_COMMANDS if (hit := _last_braced_argument(text, c)) is not None and hit[1].strip()]
     if boxed:
         return max(boxed)[1].strip()
+    braceless = _BRACELESS_BOX.findall(text)
+    if braceless and braceless[-1].rstrip("."):
+        return braceless[-1].rstrip(".")
     match = _GSM8K_ANSWER.findall(text)
     if match and match[-1].strip():
         return match[-1].strip()
-    return _answer_is(text)
+    answer = _answer_is(text)
+    return None if answer is None or _EMPTY_BOX.fullmatch(answer) else answer
 
 
-_REMOVALS = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "$", "\\displaystyle")
+# "\$" (an escaped dollar sign: currency in MATH-500 golds such as "\$18.90") goes before "$" (math delimiters).
+_REMOVALS = ("\\left", "\\right", "\\!", "\\,", "\\;", "\\:", "\\$", "$", "\\displaystyle")
 
 
 def normalize_answer(answer: str) -> str:
@@ -157,6 +167,7 @@ def normalize_answer(answer: str) -> str:
 def _parse(answer: str):
     from math_verify import parse
 
+    answer = answer.replace("\\$", "")  # a currency sign, not a math delimiter
     text = answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
     return parse(text, parsing_timeout=None)
 

@@ -296,3 +296,36 @@ def test_works_off_the_main_thread(timeout):
     assert not thread.is_alive()
     assert errors == []
     assert results == [(True, False, [0, 0, 1], "0.6")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The answer is $\\boxed{}$.",
+        "The answer is \\boxed{}",
+        "So \\boxed{ }",
+        "\\fbox{}",
+        "The answer is \\boxed{ }.",
+    ],
+)
+def test_an_empty_box_states_no_answer(text):
+    assert extract_answer(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("so $\\boxed 7$", "7"),
+        ("so \\boxed 42.", "42"),
+        ("first $\\boxed 1$, then $\\boxed 12$", "12"),
+        ("\\boxed{3} beats a later \\boxed 5", "3"),  # a braced box is preferred
+    ],
+)
+def test_a_braceless_box_is_an_answer(text, answer):
+    assert extract_answer(text) == answer
+
+
+@pytest.mark.parametrize(("gold", "pred"), [("\\$18.90", "18.90"), ("\\$36", "36"), ("\\$1,000", "1000")])
+def test_an_escaped_dollar_in_the_gold_is_a_currency_sign(gold, pred):
+    assert is_equivalent(gold, pred) and is_equivalent(pred, gold)
+    assert not is_equivalent(gold, "37")
