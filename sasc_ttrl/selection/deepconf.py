@@ -3,14 +3,18 @@
 Token confidence ``C_t = -mean`` of the ``k`` largest log-probabilities at position ``t`` (k = 20): large when the
 distribution is peaked. Group confidence: the mean of ``C_t`` over a sliding window of ``window`` tokens (the whole
 trace when it is shorter). A trace's confidence (``deepconf_mode``): its ``lowest`` group confidence (default), the
-mean of its ``bottom10`` % groups, its ``tail`` (last window), or the ``mean`` token confidence. The
-``ceil(eta x m)`` most confident of the ``m`` answered traces are kept, and they vote with their confidence as
-weight ([`voting.weighted_vote`]).
+mean of its ``bottom10`` % groups, its ``tail`` (last window), or the ``mean`` token confidence. Of the ``m``
+answered traces, those whose confidence is at least the ``(1 - eta)`` percentile of theirs are kept, and they vote
+with their confidence as weight ([`voting.weighted_vote`]).
+
+The keep rule and the bottom-10% count are the authors' (facebookresearch/deepconf, ``deepconf/utils.py``:
+``filter_top_confidence`` keeps ``conf >= np.percentile(confs, (1 - top_percent) * 100)``, linear interpolation, so
+eta = 0.9 keeps 3 of 4, 7 of 8, 14 of 16 and 57 of 64 distinct confidences, and every trace tied with the threshold;
+``calculate_bottom_window_confidence`` averages the ``max(1, int(0.1 x G))`` lowest of ``G`` windows).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,7 +50,7 @@ def trace_confidence(confidences: Sequence[float], window: int, mode: str = "low
         return float(min(groups))
     if mode == "bottom10":
         ordered = sorted(groups)
-        return float(np.mean(ordered[: max(1, math.ceil(0.1 * len(ordered)))]))
+        return float(np.mean(ordered[: max(1, int(0.1 * len(ordered)))]))
     if mode == "tail":
         return float(groups[-1])
     if mode == "mean":
@@ -55,11 +59,13 @@ def trace_confidence(confidences: Sequence[float], window: int, mode: str = "low
 
 
 def keep_most_confident(confidences: Sequence[float], answered: Sequence[bool], eta: float) -> list[bool]:
-    """Keep the ``ceil(eta x m)`` most confident of the ``m`` answered traces (ties: the earlier trace)."""
+    """Keep the answered traces whose confidence is at least the ``(1 - eta) x 100`` percentile of the answered
+    traces' confidences (numpy's linear interpolation, as the authors' code); unanswered traces are never kept."""
     pool = [i for i, a in enumerate(answered) if a]
-    n_keep = max(1, math.ceil(eta * len(pool) - 1e-9)) if pool else 0
-    order = sorted(pool, key=lambda i: (-confidences[i], i))
-    kept = set(order[:n_keep])
+    if not pool:
+        return [False] * len(confidences)
+    threshold = np.percentile([confidences[i] for i in pool], (1.0 - eta) * 100.0)
+    kept = {i for i in pool if confidences[i] >= threshold}
     return [i in kept for i in range(len(confidences))]
 
 

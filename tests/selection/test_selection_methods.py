@@ -416,3 +416,27 @@ def test_score_auroc_ranks_within_questions_only():
     assert summary["score_auroc"] == pytest.approx(2.5 / 3) and summary["score_pairs"] == 3
     [line] = [x for x in comparison_markdown(comparison_report({"m": rows}, {})).splitlines() if x.startswith("| m |")]
     assert line.endswith("| 0.833 |")
+
+
+@pytest.mark.parametrize(("m", "kept"), [(4, 3), (8, 7), (16, 14), (64, 57), (10, 9)])
+def test_deepconf_keeps_what_the_authors_percentile_rule_keeps(m, kept):
+    """np.percentile(conf, 10) with linear interpolation over m distinct values lies between the k-th and (k+1)-th
+    smallest, k = floor(0.1 (m - 1)) (4: 0.3, 8: 0.7, 16: 1.5, 64: 6.3, 10: 0.9): m - k - 1 traces are kept."""
+    confidences = [float(v) for v in np.random.default_rng(m).permutation(m)]
+    mask = keep_most_confident(confidences, [True] * m, 0.9)
+    assert sum(mask) == kept
+    assert min(c for c, k in zip(confidences, mask) if k) > max(c for c, k in zip(confidences, mask) if not k)
+
+
+def test_deepconf_keeps_ties_and_never_the_unanswered():
+    assert keep_most_confident([2.0, 2.0, 2.0, 1.0], [True] * 4, 0.5) == [True, True, True, False]
+    assert keep_most_confident([9.0, 1.0, 2.0], [False, True, True], 1.0) == [False, True, True]
+    assert keep_most_confident([1.0, 2.0], [False, False], 0.9) == [False, False]
+
+
+def test_deepconf_bottom10_averages_int_of_a_tenth_of_the_windows():
+    # 25 windows of 1 token: int(2.5) = 2 lowest (1.0 and 2.0) are averaged, not ceil(2.5) = 3.
+    conf = [1.0, 2.0, 3.0] + [10.0] * 22
+    assert trace_confidence(conf, 1, "bottom10") == pytest.approx(1.5)
+    # 9 windows: int(0.9) = 0 -> at least 1, the lowest.
+    assert trace_confidence([4.0, 1.0] + [5.0] * 7, 1, "bottom10") == 1.0
