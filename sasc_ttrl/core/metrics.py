@@ -218,6 +218,25 @@ def question_metrics(
     return result
 
 
+def bootstrap_ci(
+    per_question: Sequence[Mapping[str, float]], samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float]]:
+    """A percentile bootstrap interval over questions for the mean of every metric: ``{metric: [low, high]}``.
+
+    Questions are resampled with replacement ``samples`` times (seeded: the same lines give the same interval).
+    """
+    if not per_question:
+        return {}
+    keys = list(per_question[0])
+    table = np.array([[q[k] for k in keys] for q in per_question], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_question), size=(samples, len(per_question)))
+    means = table[idx].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
+    return {k: [float(lo), float(hi)] for k, lo, hi in zip(keys, low, high)}
+
+
 def mean_metrics(per_question: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """Mean of each metric over questions (keys of the first question; every question must have them)."""
     if not per_question:
@@ -253,7 +272,8 @@ def brier_score(confidences: Sequence[float], correct: Sequence[bool]) -> float:
 def benchmark_metrics(
     lines: Sequence[Mapping[str, Any]], n: int, k_list: Sequence[int], settings: VoteSettings | None = None
 ) -> dict[str, Any]:
-    """Mean over questions of [`question_metrics`], plus the answer rate and mean completion length.
+    """Mean over questions of [`question_metrics`], plus the answer rate, mean completion length, and a 95% bootstrap
+    interval over questions for every metric (``ci95``, see [`bootstrap_ci`]).
 
     Args:
         lines: The lines of a samples file (one per question; ``samples`` holds dicts with ``answer``,
@@ -285,4 +305,5 @@ def benchmark_metrics(
         "answer_rate": answered / max(count, 1),
         "mean_completion_tokens": tokens / max(count, 1),
         **mean_metrics(per_question),
+        "ci95": bootstrap_ci(per_question),
     }

@@ -36,6 +36,12 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str
     return "\n".join(lines)
 
 
+def _with_ci(bench: dict[str, Any], key: str) -> str:
+    """``62.5 [50.0, 75.0]``: the score and its 95% bootstrap interval over questions, when recorded."""
+    ci = bench.get("ci95", {}).get(key)
+    return _pct(bench[key]) if ci is None else f"{_pct(bench[key])} [{_pct(ci[0])}, {_pct(ci[1])}]"
+
+
 def headline(bench: dict[str, Any]) -> dict[str, float | None]:
     """The headline numbers of one benchmark: avg@n, and pass/maj/sasc at the largest k."""
     k = max(bench["k_list"])
@@ -76,11 +82,14 @@ def run_markdown(run: dict[str, Any]) -> str:
     )
     for name, bench in run["benchmarks"].items():
         rows = [
-            [str(k), _pct(bench[f"pass@{k}"]), _pct(bench[f"maj@{k}"]), _pct(bench[f"sasc@{k}"])]
+            [str(k), _with_ci(bench, f"pass@{k}"), _with_ci(bench, f"maj@{k}"), _with_ci(bench, f"sasc@{k}")]
             + [_pct(bench[f"sasc@{k}"] - bench[f"maj@{k}"])]
             for k in bench["k_list"]
         ]
-        parts.append(f"## {name}\n\n" + _markdown_table(["k", "pass@k", "maj@k", "sasc@k", "sasc − maj"], rows))
+        parts.append(
+            f"## {name}\n\n"
+            + _markdown_table(["k", "pass@k [95% CI]", "maj@k [95% CI]", "sasc@k [95% CI]", "sasc − maj"], rows)
+        )
     return "\n\n".join(parts) + "\n"
 
 
@@ -104,21 +113,44 @@ def _style_axis(ax, ks: Sequence[int], title: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
-    """PNG with one panel per benchmark: pass@k, maj@k and sasc@k against k."""
-    plt, fig, axes = _figure(len(run["benchmarks"]))
-    for ax, (name, bench) in zip(axes, run["benchmarks"].items()):
-        ks = bench["k_list"]
-        for metric, style in (("pass", "o-"), ("maj", "s--"), ("sasc", "^:")):
-            ax.plot(ks, [100 * bench[f"{metric}@{k}"] for k in ks], style, label=f"{metric}@k")
-        _style_axis(ax, ks, f"{name} ({bench['num_questions']} q, n={bench['n']})")
-        ax.legend(fontsize=8)
-    fig.suptitle(run["run_name"], fontsize=11)
+METRIC_STYLES = (("pass", "o-"), ("maj", "s--"), ("sasc", "^:"))
+DPI = 200
+
+
+def _curve(ax, bench: dict[str, Any], metric: str, style: str, label: str, colour: str | None = None) -> None:
+    """One metric against k, with its 95% bootstrap band over questions when the run recorded one."""
+    ks = bench["k_list"]
+    line = ax.plot(ks, [100 * bench[f"{metric}@{k}"] for k in ks], style, color=colour, label=label, markersize=4)[0]
+    ci = bench.get("ci95", {})
+    if all(f"{metric}@{k}" in ci for k in ks):
+        low = [100 * ci[f"{metric}@{k}"][0] for k in ks]
+        high = [100 * ci[f"{metric}@{k}"][1] for k in ks]
+        ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
+
+
+def _save(plt, fig, path: str | os.PathLike) -> Path:
+    """The figure as a 200 dpi PNG at ``path`` and a PDF beside it (for papers); y never below 0."""
+    for ax in fig.axes:
+        ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1.0))
     fig.tight_layout()
     path = Path(path)
-    save_figure_atomic(fig, path, dpi=100)
+    save_figure_atomic(fig, path, dpi=DPI)
+    save_figure_atomic(fig, path.with_suffix(".pdf"))
     plt.close(fig)
     return path
+
+
+def plot_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
+    """PNG (200 dpi) and PDF with one panel per benchmark: pass@k, maj@k and sasc@k against k, with 95% bootstrap
+    bands over questions."""
+    plt, fig, axes = _figure(len(run["benchmarks"]))
+    for ax, (name, bench) in zip(axes, run["benchmarks"].items()):
+        for metric, style in METRIC_STYLES:
+            _curve(ax, bench, metric, style, f"{metric}@k")
+        _style_axis(ax, bench["k_list"], f"{name} ({bench['num_questions']} q, n={bench['n']})")
+        ax.legend(fontsize=8)
+    fig.suptitle(run["run_name"], fontsize=11)
+    return _save(plt, fig, path)
 
 
 def load_run(path: str | os.PathLike) -> dict[str, Any]:
@@ -163,7 +195,8 @@ def compare_markdown(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> s
 
 
 def plot_compare(runs: Sequence[dict[str, Any]], labels: Sequence[str], path: str | os.PathLike) -> Path:
-    """PNG with one panel per benchmark: each run's pass@k (solid) and maj@k (dashed) in its own colour."""
+    """PNG (200 dpi) and PDF with one panel per benchmark: each run's pass@k (solid), maj@k (dashed) and sasc@k
+    (dotted) in its own colour, with 95% bootstrap bands over questions."""
     benchmarks = list(dict.fromkeys(name for run in runs for name in run["benchmarks"]))
     plt, fig, axes = _figure(len(benchmarks))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -173,18 +206,14 @@ def plot_compare(runs: Sequence[dict[str, Any]], labels: Sequence[str], path: st
             if name not in run["benchmarks"]:
                 continue
             bench = run["benchmarks"][name]
-            ks = bench["k_list"]
-            all_ks.update(ks)
+            all_ks.update(bench["k_list"])
             colour = colours[i % len(colours)]
-            ax.plot(ks, [100 * bench[f"pass@{k}"] for k in ks], "o-", color=colour, label=f"{label} pass@k")
-            ax.plot(ks, [100 * bench[f"maj@{k}"] for k in ks], "s--", color=colour, label=f"{label} maj@k")
+            for metric, style in METRIC_STYLES:
+                if all(f"{metric}@{k}" in bench for k in bench["k_list"]):
+                    _curve(ax, bench, metric, style, f"{label} {metric}@k", colour)
         _style_axis(ax, sorted(all_ks), name)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    save_figure_atomic(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+        ax.legend(fontsize=6)
+    return _save(plt, fig, path)
 
 
 def compare_runs(paths: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> dict[str, Any]:

@@ -83,7 +83,7 @@ def test_end_to_end_writes_consistent_outputs(clean_run):
 
     report = (output_dir / "metrics.md").read_text()
     assert "# Evaluation: clean" in report and "| sums | 4 |" in report
-    assert f"| 4 | {100 * bench['pass@4']:.1f} |" in report
+    assert f"| 4 | {100 * bench['pass@4']:.1f} [" in report
 
 
 def test_resume_after_interruption_gives_the_same_samples_and_metrics(
@@ -242,3 +242,42 @@ def test_eval_of_a_named_benchmark_from_another_folder(tiny_model_dir, tmp_path,
     lines = [json.loads(x) for x in (tmp_path / "out" / "samples" / "gsm8k.jsonl").read_text().splitlines()]
     assert [line["gold"] for line in lines] == ["18", "3"]  # GSM8K test's first two answers
     assert "Janet" in lines[0]["question"]
+
+
+def test_metrics_carry_bootstrap_intervals_and_plots_come_as_png_and_pdf(clean_run):
+    from PIL import Image
+
+    output_dir, run = clean_run
+    bench = run["benchmarks"]["sums"]
+    for k in bench["k_list"]:
+        for metric in ("pass", "maj", "sasc"):
+            low, high = bench["ci95"][f"{metric}@{k}"]
+            assert 0.0 <= low <= bench[f"{metric}@{k}"] <= high <= 1.0
+    assert (output_dir / "pass_at_k.pdf").read_bytes()[:4] == b"%PDF"
+    with Image.open(output_dir / "pass_at_k.png") as image:
+        assert image.size[0] >= 800  # one 4.2-inch panel at 200 dpi
+    assert "[95% CI]" in (output_dir / "metrics.md").read_text()
+
+
+def test_bootstrap_ci_by_hand():
+    from sasc_ttrl.core.metrics import bootstrap_ci
+
+    assert bootstrap_ci([{"a": 1.0}] * 5) == {"a": [1.0, 1.0]}
+    low, high = bootstrap_ci([{"a": 0.0}, {"a": 1.0}] * 50, samples=2000)["a"]
+    assert 0.35 < low < 0.45 and 0.55 < high < 0.65  # mean 0.5, standard error 0.05
+    assert bootstrap_ci([{"a": 0.0}, {"a": 1.0}] * 5) == bootstrap_ci([{"a": 0.0}, {"a": 1.0}] * 5)  # seeded
+
+
+def test_plots_never_go_below_zero_and_compare_shows_sasc(monkeypatch, tmp_path):
+    from sasc_ttrl.reports import evaluation
+
+    figures = []
+    monkeypatch.setattr(evaluation, "save_figure_atomic", lambda fig, path, **kw: figures.append((fig, Path(path))))
+    bench = {"k_list": [1, 2], "num_questions": 2, "n": 2, "pass@1": 0.0, "pass@2": 0.01, "maj@1": 0.0}
+    bench.update({"maj@2": 0.0, "sasc@1": 0.0, "sasc@2": 0.0, "ci95": {"pass@1": [0.0, 0.0], "pass@2": [0.0, 0.02]}})
+    evaluation.plot_compare([{"benchmarks": {"b": bench}}] * 2, ["x", "y"], tmp_path / "compare.png")
+    fig = figures[0][0]
+    assert [p.suffix for _, p in figures] == [".png", ".pdf"]
+    assert fig.axes[0].get_ylim()[0] == 0.0
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert {"x sasc@k", "y sasc@k", "x maj@k", "y pass@k"} <= set(labels)
