@@ -21,8 +21,9 @@ install_requires = [
 
 extras = {
     "deepspeed": ["deepspeed==0.19.8"],
-    # vLLM's CPU build for tests here; on GPUs install the CUDA build of the same major version.
-    "vllm": ["vllm>=0.10"],
+    # TRL 1.16 supports vLLM 0.22-0.31; with this project's transformers pin pip resolves it to vLLM 0.30 (GPU
+    # machines). The CPU tests use vLLM's CPU build in a separate environment (scripts/setup_vllm_env.sh).
+    "vllm": ["vllm>=0.22,<0.32"],
     "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "gguf>=0.10", "import-linter>=2.1"],
 }
 
