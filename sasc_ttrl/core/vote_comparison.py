@@ -23,7 +23,7 @@ import numpy as np
 
 from .metrics import renumber_classes, within_group_auroc
 from .stability import STATISTICS, group_statistic
-from .voting import VoteSettings, majority_vote, stability_vote
+from .voting import VoteSettings, majority_vote, stability_vote, vote_from_scores
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,19 @@ class Question:
     correct: list[bool]
     entropies: list[list[float]]
     classes: list[int | None] = field(default_factory=list)
+    _scores: dict[tuple, list[float]] = field(default_factory=dict, repr=False, compare=False)
+
+    def scores(self, statistic: str, settings: VoteSettings) -> list[float] | None:
+        """Every rollout's instability under ``statistic``, computed once; ``None`` for a statistic that depends on
+        the group voting (``std_length_matched``), which each subset computes itself."""
+        if statistic == "std_length_matched":
+            return None
+        key = (statistic, settings.tail_tokens, settings.window_tokens)
+        if key not in self._scores:
+            self._scores[key] = group_statistic(
+                self.entropies, statistic, tail_tokens=settings.tail_tokens, window_tokens=settings.window_tokens
+            )
+        return self._scores[key]
 
 
 def subsets(n: int, k: int, resamples: int, rng: random.Random) -> list[list[int]]:
@@ -110,8 +123,18 @@ def vote_accuracy(question: Question, subset: list[int], settings: VoteSettings 
     """1.0 when the vote of ``settings`` (majority when ``None``) on ``subset`` picks a correct answer."""
     answers = [question.answers[i] for i in subset]
     classes = renumber_classes([question.classes[i] for i in subset])
+    gate, weight = (
+        (None, None)
+        if settings is None
+        else (
+            question.scores(settings.gate_statistic, settings),
+            question.scores(settings.weight_statistic, settings),
+        )
+    )
     if settings is None:
         vote = majority_vote(answers, classes=classes)
+    elif gate is not None and weight is not None:  # per-rollout statistics: the same whatever the subset
+        vote = vote_from_scores(answers, [gate[i] for i in subset], [weight[i] for i in subset], settings, classes)
     else:
         vote = stability_vote(answers, [question.entropies[i] for i in subset], settings, classes=classes)
     if vote.label_class is None:

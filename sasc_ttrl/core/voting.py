@@ -299,14 +299,26 @@ def stability_vote(
         raise ValueError(f"got {len(answers)} answers but {len(entropy_seqs)} entropy sequences")
     classes = list(classes) if classes is not None else group_equivalent(answers, timeout=settings.answer_timeout)
     gate, weight = settings.statistics(entropy_seqs, mask=[c is not None for c in classes])
+    return vote_from_scores(answers, gate, weight, settings, classes)
+
+
+def vote_from_scores(
+    answers: Sequence[str | None],
+    gate_scores: Sequence[float],
+    weight_scores: Sequence[float],
+    settings: VoteSettings,
+    classes: Sequence[int | None],
+) -> VoteResult:
+    """[`sasc_vote`] with ``settings``' gate and weighting, from instability scores already computed (what
+    [`stability_vote`] does after [`VoteSettings.statistics`]; re-votes of saved rollouts reuse the scores)."""
     return sasc_vote(
         answers,
-        gate,
+        gate_scores,
         filter_ratio=settings.filter_ratio,
         weight_temperature=settings.weight_temperature,
         weighting=settings.weighting,
         classes=classes,
-        weight_scores=weight,
+        weight_scores=weight_scores,
         weight_clip=settings.weight_clip,
     )
 

@@ -207,3 +207,42 @@ def test_config_fields_reach_the_vote_settings():
     )
     with pytest.raises(ValueError, match="weight_statistic"):
         SASCConfig(output_dir="unused", use_cpu=True, bf16=False, report_to=[], weight_statistic="nope")
+
+
+def test_cached_scores_give_the_same_votes_as_stability_vote():
+    """compare-votes re-votes with per-rollout scores computed once; it must equal stability_vote on every subset."""
+    import random
+
+    from sasc_ttrl.core.vote_comparison import Question, vote_accuracy
+    from sasc_ttrl.core.voting import VoteSettings, stability_vote
+
+    rng = random.Random(3)
+    for trial in range(40):
+        n = rng.randint(2, 10)
+        answers = [rng.choice(["1", "2", "3", None]) for _ in range(n)]
+        classes = [None if a is None else int(a) - 1 for a in answers]
+        entropies = [[rng.random() * rng.choice([0.1, 3.0]) for _ in range(rng.randint(1, 12))] for _ in range(n)]
+        question = Question(f"q{trial}", answers, [a == "1" for a in answers], entropies, classes)
+        settings = VoteSettings(
+            weighting=rng.choice(["exp", "clipped_exp", "rank", "uniform"]),
+            gate_statistic=rng.choice(["std", "mean", "tail"]),
+            weight_statistic=rng.choice(["std", "mean", "bottom_window", "std_length_matched"]),
+            weight_temperature=rng.choice([1.0, 4.0]),
+        )
+        subset = sorted(rng.sample(range(n), rng.randint(1, n)))
+        sub_classes = [classes[i] for i in subset]
+        renumbered = {c: j for j, c in enumerate(dict.fromkeys(c for c in sub_classes if c is not None))}
+        direct = stability_vote(
+            [answers[i] for i in subset], [entropies[i] for i in subset], settings,
+            classes=[None if c is None else renumbered[c] for c in sub_classes],
+        )  # fmt: skip
+        expected = (
+            0.0
+            if direct.label_class is None
+            else float(
+                question.correct[
+                    subset[[None if c is None else renumbered[c] for c in sub_classes].index(direct.label_class)]
+                ]
+            )
+        )
+        assert vote_accuracy(question, subset, settings) == expected
