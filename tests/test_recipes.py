@@ -54,3 +54,26 @@ def test_offline_recipe_parses_with_its_command(recipe):
     (args,) = module.make_parser().parse_args_and_config(args=["--config", str(recipe)])
     raw = yaml.safe_load(recipe.read_text())
     assert {k: getattr(args, k) for k in raw} == raw
+
+
+@pytest.mark.parametrize("model", ["Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"])
+def test_gpu_recipe_gets_past_its_data_from_a_bare_folder(model, tmp_path):
+    """A user's machine: nothing beside the clone, no hub. The recipe's benchmark data and reporting integration
+    resolve; the run stops only at the model, which must come from the hub (one line, exit 2, nothing written)."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / model / "sasc" / "config_math500.yaml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SASC_TTRL_")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    cmd = [
+        sys.executable, "-m", "sasc_ttrl.cli", "train", "--config", str(recipe), "--bf16", "false",
+        "--use_cpu", "true", "--use_vllm", "false", "--output_dir", str(tmp_path / "out"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("sasc-ttrl train: error:") and f"Qwen/{model}" in error, error
+    assert "math500" not in error and "tensorboard" not in error
+    assert not (tmp_path / "out").exists()
