@@ -106,7 +106,7 @@ def ssc_targets(
 ) -> list[float | None]:
     """The soft self-consistency score of each candidate's answer: the summed confidence of the candidates giving an
     equivalent answer over the summed confidence of all answered candidates (``None`` for a candidate without an
-    answer). The weighted tally is [`voting.weighted_vote`]'s."""
+    answer). The weighted tally is [`core.voting.weighted_vote`]'s."""
     if len(answers) != len(confidences):
         raise ValueError(f"got {len(confidences)} confidences for {len(answers)} answers")
     if any(c < 0 for c in confidences):

@@ -34,7 +34,7 @@ class SampleRecord:
 
     @property
     def instability(self) -> float:
-        """Population std of the entropy sequence ([`stability.instability`])."""
+        """Population std of the entropy sequence ([`core.stability.instability`])."""
         return rollout_instability(self.entropies)
 
     def to_dict(self, entropy_decimals: int | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@ distribution is peaked. Group confidence: the mean of ``C_t`` over a sliding win
 trace when it is shorter). A trace's confidence (``deepconf_mode``): its ``lowest`` group confidence (default), the
 mean of its ``bottom10`` % groups, its ``tail`` (last window), or the ``mean`` token confidence. Of the ``m``
 answered traces, those whose confidence is at least the ``(1 - eta)`` percentile of theirs are kept, and they vote
-with their confidence as weight ([`voting.weighted_vote`]).
+with their confidence as weight ([`core.voting.weighted_vote`]).
 
 The keep rule and the bottom-10% count are the authors' (facebookresearch/deepconf, ``deepconf/utils.py``:
 ``filter_top_confidence`` keeps ``conf >= np.percentile(confs, (1 - top_percent) * 100)``, linear interpolation, so

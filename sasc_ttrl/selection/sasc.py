@@ -1,4 +1,4 @@
-"""``sasc``: the trainer's stability gate and weighted vote ([`voting.stability_vote`]) with its settings."""
+"""``sasc``: the trainer's stability gate and weighted vote ([`core.voting.stability_vote`]) with its settings."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Each candidate gets a confidence in ``[0, 1]`` (``calibration_confidence``): its
 (``token``, default), or the model's P(Yes) to "Is the answer correct?" about the whole solution (``self-eval``).
 
 * ``self-calibration`` -- soft self-consistency: ``SSC(y) = sum of the confidences of the candidates answering y /
-  sum of all confidences``; the answer with the largest SSC is selected ([`voting.weighted_vote`]).
+  sum of all confidences``; the answer with the largest SSC is selected ([`core.voting.weighted_vote`]).
 * ``self-calibration-es`` -- early-stopping best-of-N: candidates are taken in sampling order and the first answered
   one whose confidence reaches ``calibration_threshold`` is selected; the candidates after it need not be sampled
   (``samples_used``). When none reaches it, all were needed and the most confident one is selected. Samples are

@@ -12,7 +12,7 @@ from .registry import register_method
 
 @register_method("self-consistency", summary="majority answer over equivalence classes (plain vote)")
 def select_self_consistency(candidates: Sequence[Candidate], context: SelectionContext) -> Selection:
-    """Plain majority vote ([`voting.majority_vote`]); the confidence is the majority's share of the answered
+    """Plain majority vote ([`core.voting.majority_vote`]); the confidence is the majority's share of the answered
     candidates, and each candidate's score is its class's share."""
     result = majority_vote([c.answer for c in candidates], classes=context.classes)
     answered = sum(c is not None for c in result.classes)

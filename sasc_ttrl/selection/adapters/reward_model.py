@@ -9,7 +9,7 @@ Two kinds of reward model, both loaded with ``AutoModelForSequenceClassification
 A ``prm`` folder holding a token-classification model (as ``sasc-ttrl prm`` trains it) is loaded with
 ``AutoModelForTokenClassification`` instead and reads the whole solution once: the steps, each followed by the
 separator saved in its config, and a step's score is P(label 1) on its separator's last token
-([`step_labels.encode_steps`]).
+([`selection.step_labels.encode_steps`]).
 
 A score is ``sigmoid(logit)`` for a one-label head, else the probability of the last label (by convention the
 "correct" / "good" label). The input is the chat template with the question as the user turn and the solution as
