@@ -382,7 +382,7 @@ def study_markdown(report: dict[str, Any]) -> str:
             row = next(r for r in report["sets"][name]["results"]["16"] if r["variant"] == variant)
             cells.append(f"{_pts(row['delta'])} [{_pts(row['delta_ci_low'])}, {_pts(row['delta_ci_high'])}]")
         mark = "**" if variant == report["verdict"]["winner"] else ""
-        lines.append(f"| {mark}{variant}{mark} | " + " | ".join(cells) + f" | {_pts(worst)} | {_pts(mean8)} |")
+        lines.append(f"| {mark}{variant}{mark} | " + " | ".join(cells) + f" | {_pts(worst)} | {100 * mean8:+.2f} |")
     verdict = report["verdict"]
     lines += [
         "",
