@@ -28,20 +28,21 @@ from .voting import VoteSettings, majority_vote, stability_vote, vote_from_score
 logger = logging.getLogger(__name__)
 
 MAJORITY = "majority"
-DEFAULT_VARIANT = "sasc default: gate std + exp(std)"
+DEFAULT_VARIANT = "sasc default: gate std + clipped_exp(std), c=1"
 
 
 def default_variants() -> dict[str, VoteSettings | None]:
-    """The variants compared by default: majority voting, the method's default, the gate and the weight alone,
-    bounded weights, and every statistic as gate + weight (``None`` = plain majority)."""
+    """The variants compared by default: majority voting, the default vote, the literal exp(-z), the gate and the
+    weight alone, other bounded weights, and every statistic as gate + weight (``None`` = plain majority)."""
     v = VoteSettings
     variants: dict[str, VoteSettings | None] = {MAJORITY: None, DEFAULT_VARIANT: v()}
     extra = [
+        v(weighting="exp"),
         v(weighting="uniform"),
         v(filter_ratio=0.0),
-        v(weighting="clipped_exp"),
+        v(weighting="clipped_exp", weight_clip=0.5),
         v(weighting="rank"),
-        v(weight_temperature=4.0),
+        v(weighting="exp", weight_temperature=4.0),
         v(weight_statistic="mean"),
         v(weight_statistic="mean", weighting="rank"),
         v(weight_statistic="std_length_matched"),

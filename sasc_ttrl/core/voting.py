@@ -14,11 +14,15 @@ from dataclasses import dataclass
 from .answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
 from .stability import STATISTICS, group_statistic, zscore
 
-#: Vote weight of a kept rollout from its (weight-statistic) z-score ``z``: ``exp`` = exp(-z / T); ``clipped_exp`` =
-#: exp(-clip(z, -c, c) / T), so two voters' weights differ by at most exp(2c / T) (e = 2.7 with the default c = 0.5,
-#: T = 1: no voter outweighs three others); ``rank`` = linear in the stability rank among the kept, from 1.5 (most
-#: stable) to 0.5 (least), so no voter outweighs three others; ``uniform`` = 1 (the gate alone, then a plain majority).
+#: Vote weight of a kept rollout from its (weight-statistic) z-score ``z``: ``exp`` = exp(-z / T), the literal reading
+#: of the method, unbounded; ``clipped_exp`` = exp(-clip(z, -c, c) / T), so two voters' weights differ by at most
+#: exp(2c / T) (7.4 with the default c = 1, T = 1); ``rank`` = linear in the stability rank among the kept, from 1.5
+#: (most stable) to 0.5 (least), so no voter outweighs three others; ``uniform`` = 1 (the gate alone, then a plain
+#: majority). The default, ``clipped_exp`` with c = 1 on the std, is the vote study's winner by its worst-case rule
+#: over 9 rollout sets (README, "Which vote is the default?"; ``benchmarks/vote_study.py``).
 WEIGHTINGS = ("exp", "clipped_exp", "rank", "uniform")
+DEFAULT_WEIGHTING = "clipped_exp"
+DEFAULT_WEIGHT_CLIP = 1.0
 
 
 @dataclass
@@ -42,10 +46,10 @@ class VoteSettings:
 
     filter_ratio: float = 0.2
     weight_temperature: float = 1.0
-    weighting: str = "exp"
+    weighting: str = DEFAULT_WEIGHTING
     gate_statistic: str = "std"
     weight_statistic: str = "std"
-    weight_clip: float = 0.5
+    weight_clip: float = DEFAULT_WEIGHT_CLIP
     tail_tokens: int = 32
     window_tokens: int = 16
     answer_timeout: float | None = DEFAULT_TIMEOUT_SECONDS
@@ -196,11 +200,11 @@ def sasc_vote(
     instabilities: Sequence[float],
     filter_ratio: float = 0.2,
     weight_temperature: float = 1.0,
-    weighting: str = "exp",
+    weighting: str = DEFAULT_WEIGHTING,
     classes: Sequence[int | None] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
     weight_scores: Sequence[float] | None = None,
-    weight_clip: float = 0.5,
+    weight_clip: float = DEFAULT_WEIGHT_CLIP,
 ) -> VoteResult:
     """Stability-aware vote (DESIGN.md steps 3-6).
 

@@ -17,7 +17,7 @@ in the context. The methods reuse the project's one implementation of each idea:
 | ``self-certainty`` | mean KL(uniform || p) over tokens, combined with step probability via ``lambda_weight`` |
 | ``self-eval`` | the model's P(Yes) to "Is this step correct?", combined with token probability |
 | ``coe-r`` / ``coe-c`` | chain of embedding over the per-layer hidden states |
-| ``sasc`` | the trainer's stability gate and exp(-z) weighted vote |
+| ``sasc`` | the trainer's stability gate and weighted vote (``clipped_exp`` by default) |
 | ``deepconf`` | sliding-window top-20 token confidence; keep the top eta %, confidence-weighted vote |
 | ``self-calibration`` / ``self-calibration-es`` | soft self-consistency / early-stopping best-of-N |
 | ``verifier`` | an outcome or process reward model given by path |

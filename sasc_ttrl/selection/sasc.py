@@ -10,7 +10,7 @@ from .candidates import Candidate
 from .registry import register_method
 
 
-@register_method("sasc", summary="drop the least stable 20% (top-k entropy std), vote with weight exp(-z)")
+@register_method("sasc", summary="drop the least stable 20% (top-k entropy std), weighted vote (clipped exp(-z))")
 def select_sasc(candidates: Sequence[Candidate], context: SelectionContext) -> Selection:
     """The stability-aware vote of the online reward on the candidates' sampling-time top-k entropies; each
     candidate's score is its vote weight (0 when gated out), the confidence the winner's share of the weight."""

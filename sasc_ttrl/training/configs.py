@@ -28,7 +28,8 @@ class SASCConfig(GRPOConfig, VoteArguments):
         filter_ratio, weight_temperature, vote_weighting, gate_statistic, weight_statistic, weight_clip,
         tail_tokens, window_tokens:
             The stability-aware vote (see [`VoteArguments`]): by default the least stable 20% by top-k entropy std
-            are dropped and the rest vote with weight `exp(-z)`.
+            are dropped and the rest vote with weight `exp(-clip(z, -1, 1))` (`clipped_exp`, the vote study's
+            winner; `vote_weighting: exp` is the literal, unbounded `exp(-z)`).
         entropy_source (`str`, defaults to `"generation"`):
             `"generation"` records the entropies while the model generates (no extra cost); `"forward"` recomputes
             them with one extra no-grad forward pass (needed with `use_transformers_continuous_batching`).

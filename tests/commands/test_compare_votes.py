@@ -101,7 +101,9 @@ def test_signal_quality_auroc(samples_file):
 
 
 def test_variant_names_and_parsing():
-    assert variant_name(VoteSettings()) == "gate std + exp(std)"
+    assert variant_name(VoteSettings()) == "gate std + clipped_exp(std)"  # the default, c = 1
+    assert variant_name(VoteSettings(weighting="exp")) == "gate std + exp(std)"
+    assert variant_name(VoteSettings(weight_clip=0.5)) == "gate std + clipped_exp(std) c=0.5"
     assert variant_name(VoteSettings(filter_ratio=0.0, weighting="rank")) == "no gate + rank(std)"
     assert variant_name(VoteSettings(gate_statistic="mean", weighting="uniform", filter_ratio=0.3)) == (
         "gate mean@0.3 + uniform"

@@ -117,11 +117,15 @@ def test_bounded_weights_stop_one_stable_rollout_outvoting_a_clear_majority():
     # One extremely stable rollout says "7"; four similar, moderately stable rollouts say "8".
     answers = ["7", "8", "8", "8", "8"]
     s = [0.0, 1.0, 1.0, 1.0, 1.0]
-    exp = sasc_vote(answers, s, filter_ratio=0.0)
+    exp = sasc_vote(answers, s, filter_ratio=0.0, weighting="exp")
     assert exp.pseudo_label == "7"  # exp(-z): z = -2 gives weight e^2 = 7.4 against 4 x e^-0.5
-    clipped = sasc_vote(answers, s, filter_ratio=0.0, weighting="clipped_exp")
-    assert max(clipped.weights) / min(clipped.weights) <= math.exp(2 * 0.5) + 1e-9  # default c = 0.5
+    clipped = sasc_vote(answers, s, filter_ratio=0.0, weighting="clipped_exp", weight_clip=0.5)
+    assert max(clipped.weights) / min(clipped.weights) <= math.exp(2 * 0.5) + 1e-9  # c = 0.5
     assert clipped.pseudo_label == "8"
+    default = sasc_vote(answers, s, filter_ratio=0.0)  # clipped_exp, c = 1: one voter outweighs at most e^2 = 7.4
+    assert max(default.weights) / min(default.weights) <= math.exp(2 * 1.0) + 1e-9
+    assert default.pseudo_label == "7"  # e = 2.72 against 4 x e^-0.5 = 2.43: c = 1 lets it win 1 against 4 ...
+    assert sasc_vote([*answers, "8"], [*s, 1.0], filter_ratio=0.0).pseudo_label == "8"  # ... not 1 against 5
     rank = sasc_vote(answers, s, filter_ratio=0.0, weighting="rank")
     assert rank.pseudo_label == "8"
     assert max(rank.weights) <= 1.5 and min(rank.weights) >= 0.5

@@ -30,7 +30,7 @@ def test_stability_weighting_overturns_the_majority():
     # m = 5, floor(0.2 * 5) = 1 dropped: rollout 4 (s = 1.0, the largest).
     # mean 0.46, population std sqrt(0.572 / 5) = 0.33823; z = [-1.0644, -1.0644, 0.1183, 0.4139, 1.5965].
     # Weights: "7": 2 * exp(1.0644) = 5.798; "9": exp(-0.1183) + exp(-0.4139) = 0.8885 + 0.6611 = 1.5496.
-    result = sasc_vote(answers, s)
+    result = sasc_vote(answers, s, weighting="exp")
     z = _z(s)
     assert z == pytest.approx([-1.0644, -1.0644, 0.1183, 0.4139, 1.5965], abs=1e-4)
     assert result.zscores == pytest.approx(z, abs=1e-12)
@@ -59,7 +59,7 @@ def test_dropped_rollouts_that_agree_are_rewarded():
     s = [0.9, 0.1, 0.2, 0.3, 0.4]
     # Rollout 0 is the least stable and is dropped; z = [1.8667, -1.0051, -0.6462, -0.2872, 0.0718].
     # "4": exp(1.0051) + exp(0.6462) = 4.6405, "6": exp(0.2872) + exp(-0.0718) = 2.2634.
-    result = sasc_vote(answers, s)
+    result = sasc_vote(answers, s, weighting="exp")
     assert result.kept == [False, True, True, True, True]
     assert result.weights[0] == 0.0
     assert result.zscores[0] == pytest.approx(1.8667, abs=1e-4)  # dropped rollouts still have a z-score
@@ -97,13 +97,13 @@ def test_weight_temperature():
     answers = ["7", "7", "9", "9", "9"]
     s = [0.1, 0.1, 0.5, 0.6, 1.0]
     z = _z(s)
-    result = sasc_vote(answers, s, weight_temperature=2.0)
+    result = sasc_vote(answers, s, weight_temperature=2.0, weighting="exp")
     assert result.weights == pytest.approx([math.exp(-zi / 2.0) for zi in z[:4]] + [0.0], abs=1e-12)
     # A very high temperature flattens the weights towards 1 (the gate still applies).
-    flat = sasc_vote(answers, s, weight_temperature=1e6)
+    flat = sasc_vote(answers, s, weight_temperature=1e6, weighting="exp")
     assert flat.weights == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.0], abs=1e-5)
     # A low one sharpens them: the most stable class wins by far.
-    sharp = sasc_vote(answers, s, weight_temperature=0.1)
+    sharp = sasc_vote(answers, s, weight_temperature=0.1, weighting="exp")
     assert sharp.pseudo_label == "7"
     assert sharp.weights[0] == pytest.approx(math.exp(-z[0] / 0.1))
     assert sharp.weights[0] > 1000 * sharp.weights[2]
@@ -141,13 +141,13 @@ def test_weight_tie_goes_to_the_larger_count():
     s = [0.0, 1.0, 1.0]
     z = _z(s)
     temperature = (z[1] - z[0]) / math.log(2)
-    result = sasc_vote(["A", "B", "B"], s, weight_temperature=temperature)
+    result = sasc_vote(["A", "B", "B"], s, weight_temperature=temperature, weighting="exp")
     assert all(result.kept)  # floor(0.2 * 3) = 0
     assert round(result.weights[0], 9) == round(result.weights[1] + result.weights[2], 9)
     assert result.pseudo_label == "B"
     assert result.rewards == [0.0, 1.0, 1.0]
     # Slightly colder: "A" (the most stable) wins on weight alone.
-    assert sasc_vote(["A", "B", "B"], s, weight_temperature=temperature * 0.9).pseudo_label == "A"
+    assert sasc_vote(["A", "B", "B"], s, weight_temperature=temperature * 0.9, weighting="exp").pseudo_label == "A"
 
 
 def test_weight_and_count_tie_goes_to_the_earliest():
