@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output_root", default=str(REPO / "runs" / "training_study"))
     parser.add_argument("--model", default=None, help="Model (default: the demo's SmolLM2; --quick: the tiny model).")
     parser.add_argument("--lock", default=None, help="Heavy-job lock file held while a seed runs.")
-    parser.add_argument("--threads", default="1", help="OMP threads of each run (2 only on an otherwise idle machine).")
+    parser.add_argument("--threads", default="1", help="OMP threads of each run (2 only on an idle machine).")
     parser.add_argument("--quick", action="store_true", help="Smoke test: the tiny model, 2 + 2 questions, 1 step.")
     args = parser.parse_args(argv)
     root = Path(args.output_root)
