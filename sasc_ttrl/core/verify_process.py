@@ -9,12 +9,16 @@ process instead:
   threads) imports math-verify once and forks a *worker* that answers checks one at a time;
 * the server waits for each answer with ``select`` and ``SIGKILL``s the worker when the check overruns its timeout,
   then forks a fresh one from its already-initialised memory (milliseconds, no re-import);
+* a worker that dies instead (killed from outside, out of memory) is replaced by a fresh fork that does the same
+  check once more, so a lost worker never turns into a verdict: the check's answer is what a rerun gives (issue 19);
+  only a check that kills its second worker too is reported as failed;
 * the caller talks to the server through pipes (no signals, so any thread may call) and keeps a backstop timeout of
-  its own: a server that stops answering is killed and restarted on the next check.
+  its own: a server that stops answering is killed and restarted on the next check; a server that died is restarted
+  at once and asked again.
 
 Requests are one ASCII JSON line ``[gold, pred, timeout]`` (or ``null``: replace the worker, dropping its caches);
-replies are ``1`` (equivalent), ``0`` (not), ``T`` (timed out) or ``E`` (the worker died). [`verify`] is the
-caller's side; `answers.is_equivalent` uses it.
+replies are ``1`` (equivalent), ``0`` (not), ``T`` (timed out) or ``E`` (the worker died, and so did its
+replacement). [`verify`] is the caller's side; `answers.is_equivalent` uses it.
 """
 
 from __future__ import annotations
@@ -36,10 +40,11 @@ logger = logging.getLogger(__name__)
 STARTUP_TIMEOUT_SECONDS = 120.0  # importing sympy on a loaded machine; not charged to any check
 BACKSTOP_SECONDS = 10.0  # extra time the caller allows the server (which enforces the check's own timeout)
 _REPLIES = {b"1": True, b"0": False}
+_EOF = b"end of file"  # what `_read_line` returns at end of file when asked to tell it from a timeout
 
 
-def _read_line(fd: int, buffer: bytearray, timeout: float | None) -> bytes | None:
-    """One ``\\n``-terminated line from ``fd`` (without the newline), or None on timeout or end of file."""
+def _read_line(fd: int, buffer: bytearray, timeout: float | None, eof: bytes | None = None) -> bytes | None:
+    """One ``\\n``-terminated line from ``fd`` (without the newline); None on timeout, ``eof`` at end of file."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while b"\n" not in buffer:
         remaining = None if deadline is None else deadline - time.monotonic()
@@ -50,7 +55,7 @@ def _read_line(fd: int, buffer: bytearray, timeout: float | None) -> bytes | Non
             return None
         chunk = os.read(fd, 65536)
         if not chunk:
-            return None
+            return eof
         buffer.extend(chunk)
     line, _, rest = bytes(buffer).partition(b"\n")
     buffer[:] = rest
@@ -101,11 +106,9 @@ class _Worker:
             _write_all(self.requests, line)
         except OSError:  # the worker is gone
             return b"E"
-        reply = _read_line(self.replies, self.buffer, timeout)
-        return reply if reply in _REPLIES else (b"T" if reply is None and self.alive() else b"E")
-
-    def alive(self) -> bool:
-        return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        # End of file: the worker died (its pipe closes before it can be reaped, so waitpid cannot tell yet).
+        reply = _read_line(self.replies, self.buffer, timeout, eof=b"E")
+        return b"T" if reply is None else reply if reply in _REPLIES else b"E"
 
     def kill(self) -> None:
         for fd in (self.requests, self.replies):
@@ -144,6 +147,16 @@ def serve() -> None:
             worker = _Worker()
         timeout = float(request[2])
         reply = worker.ask(line + b"\n", timeout)
+        if reply == b"E":  # the worker died (killed, out of memory): a fresh fork does the check once more
+            dead = worker.pid
+            worker.kill()
+            worker = _Worker()
+            sys.stderr.write(
+                f"sasc_ttrl.core.verify_process: the math-verify worker (pid {dead}) died; "
+                f"check retried in a new worker (pid {worker.pid})\n"
+            )
+            sys.stderr.flush()
+            reply = worker.ask(line + b"\n", timeout)
         if reply not in _REPLIES:
             worker.kill()
             worker = None
@@ -193,20 +206,26 @@ class _Client:
     def verify(self, gold: str, pred: str, timeout: float) -> bool | None:
         request = json.dumps([gold, pred, timeout], ensure_ascii=True).encode("ascii") + b"\n"
         with self.lock:
-            process = self.process
-            if process is None or self.owner != os.getpid() or process.poll() is not None:
-                self.stop()  # a server inherited through fork belongs to the parent: only forgotten
-                process = self._start()
-            try:
-                process.stdin.write(request)
-                process.stdin.flush()
-            except BrokenPipeError:
-                self.stop()
-                return None
-            reply = _read_line(process.stdout.fileno(), self.buffer, timeout + BACKSTOP_SECONDS)
-            if reply is None:  # the server itself is stuck or gone: start a new one next time
-                self.stop()
-            return _REPLIES.get(reply)
+            for _ in range(2):  # a server found dead is replaced and asked once more
+                process = self.process
+                if process is None or self.owner != os.getpid() or process.poll() is not None:
+                    self.stop()  # a server inherited through fork belongs to the parent: only forgotten
+                    process = self._start()
+                try:
+                    process.stdin.write(request)
+                    process.stdin.flush()
+                except BrokenPipeError:
+                    self.stop()
+                    continue
+                # The server may spend the timeout twice: on a worker that dies, then on its replacement.
+                reply = _read_line(process.stdout.fileno(), self.buffer, 2 * timeout + BACKSTOP_SECONDS, eof=_EOF)
+                if reply == _EOF:
+                    self.stop()
+                    continue
+                if reply is None:  # the server is stuck: start a new one next time
+                    self.stop()
+                return _REPLIES.get(reply)
+            return None
 
 
 _client = _Client()
@@ -222,8 +241,8 @@ def verify(gold: str, pred: str, timeout: float) -> bool | None:
         timeout: Seconds the check may take; the worker doing it is killed after that.
 
     Returns:
-        ``True`` / ``False``, or ``None`` when the check timed out or the worker died (the caller decides what that
-        means; `answers.is_equivalent` counts it as not equivalent).
+        ``True`` / ``False``, or ``None`` when the check timed out or two workers in a row died doing it (the caller
+        decides what that means; `answers.is_equivalent` counts it as not equivalent).
     """
     return _client.verify(gold, pred, timeout)
 
