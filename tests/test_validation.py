@@ -163,6 +163,26 @@ def test_auto_resume_picks_the_latest_complete_checkpoint(tmp_path):
         resolve_resume_checkpoint(str(tmp_path / "checkpoint-12"), str(tmp_path))
 
 
+def test_a_checkpoint_needs_every_ranks_rng_state_in_a_multi_process_run(tmp_path):
+    """Rank 0 writes trainer_state.json without waiting for rank 1's rng_state_1.pth (issue 19): a rank killed in
+    between leaves a folder that looks complete but would resume that rank with a fresh sampling RNG."""
+    for step in (2, 4):
+        path = make_checkpoint(tmp_path, step)
+        (path / "rng_state_0.pth").write_bytes(b"")
+    (tmp_path / "checkpoint-2" / "rng_state_1.pth").write_bytes(b"")
+    assert resolve_resume_checkpoint("auto", str(tmp_path), world_size=2) == str(tmp_path / "checkpoint-2")
+    assert resolve_resume_checkpoint(None, str(tmp_path), world_size=2) == str(tmp_path / "checkpoint-2")
+    with pytest.raises(ValueError, match="no rng_state_1.pth"):
+        resolve_resume_checkpoint(str(tmp_path / "checkpoint-4"), str(tmp_path), world_size=2)
+    (tmp_path / "checkpoint-4" / "rng_state_1.pth").write_bytes(b"")
+    assert resolve_resume_checkpoint("auto", str(tmp_path), world_size=2) == str(tmp_path / "checkpoint-4")
+    # One process reads rng_state.pth (absent here: the Trainer then goes on with a warning), as before.
+    assert resolve_resume_checkpoint("auto", str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    # A checkpoint saved without RNG states (save_only_model) is complete for any number of processes.
+    make_checkpoint(tmp_path, 6)
+    assert resolve_resume_checkpoint("auto", str(tmp_path), world_size=2) == str(tmp_path / "checkpoint-6")
+
+
 @pytest.mark.slow
 def test_real_process_exit_code_and_message(tiny_model_dir, data, tmp_path):
     """The same through a real ``python -m sasc_ttrl.cli`` process: exit status 2, the error as the last line."""

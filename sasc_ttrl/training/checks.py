@@ -9,7 +9,7 @@ stderr (`sasc_ttrl.cli`), exits with code 2 and writes nothing (``output_dir`` i
   one other than the default ``answer`` is named (unlabeled data may lack ``answer``) -- the error lists the
   columns there are --, ``entropy_top_k`` is at most the model's vocabulary (read from its config
   only, no weights), dotted reward paths import, and ``--resume_from_checkpoint`` (a path or ``auto``) names a
-  complete checkpoint.
+  complete checkpoint (in a run of several processes, one with every rank's part: see [`missing_from_checkpoint`]).
 
 ``sasc-ttrl eval`` and ``build`` use the same data and model checks (`sasc_ttrl.data.checks`,
 `sasc_ttrl.sampling.models.check_model_vocabulary`).
@@ -60,12 +60,29 @@ def check_train_data(script_args, training_args) -> None:
 
 
 # -- resume -----------------------------------------------------------------------------------------------------------
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The ``checkpoint-<step>`` folder with the highest step that holds a ``trainer_state.json``, or None.
+def missing_from_checkpoint(path: str | os.PathLike, world_size: int = 1) -> str | None:
+    """What a ``checkpoint-<step>`` folder lacks to be resumed from by ``world_size`` processes, or None if nothing.
 
-    The Trainer writes ``trainer_state.json`` last, so a folder without it was cut short by a kill while saving; it is
-    skipped (with a warning) in favour of the previous one.
+    The Trainer writes ``trainer_state.json`` last, but only on rank 0, which does not wait for the other ranks:
+    in a run of several processes, each rank writes its own ``rng_state_<rank>.pth`` (its sampling RNG), and rank 0
+    can finish the folder before rank 1 has written its file. A rank killed in between leaves a folder with a
+    ``trainer_state.json`` that would resume that rank with a fresh RNG. So a checkpoint that holds per-rank RNG
+    states must hold one for every rank (DeepSpeed's per-rank optimizer partitions need no check: its
+    ``save_checkpoint`` ends with a barrier, before any ``rng_state`` file is written).
     """
+    path = Path(path)
+    if not (path / TRAINER_STATE).is_file():
+        return TRAINER_STATE
+    if world_size > 1 and any(path.glob("rng_state_*.pth")):
+        for rank in range(world_size):
+            if not (path / f"rng_state_{rank}.pth").is_file():
+                return f"rng_state_{rank}.pth"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike, world_size: int = 1) -> str | None:
+    """The ``checkpoint-<step>`` folder with the highest step that is complete (see [`missing_from_checkpoint`]), or
+    None. A folder cut short by a kill while saving is skipped (with a warning) in favour of the previous one."""
     folder = Path(output_dir)
     if not folder.is_dir():
         return None
@@ -74,23 +91,24 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
         reverse=True,
     )
     for _, path in steps:
-        if (path / TRAINER_STATE).is_file():
+        missing = missing_from_checkpoint(path, world_size)
+        if missing is None:
             return str(path)
-        logger.warning("%s has no %s (interrupted while saving); skipped", path, TRAINER_STATE)
+        logger.warning("%s has no %s (interrupted while saving); skipped", path, missing)
     return None
 
 
-def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: str, world_size: int = 1) -> str | None:
     """The checkpoint to resume from: ``auto`` -> the latest complete one in ``output_dir`` (an error if there is
     none); a path -> itself, if it is a complete checkpoint; ``None`` -> the latest complete one if any (a rerun of
-    an interrupted run continues it)."""
+    an interrupted run continues it). ``world_size``: the number of processes that will resume."""
     if resume_from_checkpoint is None:
-        found = last_complete_checkpoint(output_dir)
+        found = last_complete_checkpoint(output_dir, world_size)
         if found is not None:
             logger.info("Checkpoint detected, resuming training at %s", found)
         return found
     if resume_from_checkpoint == "auto":
-        found = last_complete_checkpoint(output_dir)
+        found = last_complete_checkpoint(output_dir, world_size)
         if found is None:
             raise ConfigError(
                 f"--resume_from_checkpoint auto: no complete checkpoint-<step> folder in {output_dir} (save_strategy "
@@ -100,10 +118,16 @@ def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: st
     path = Path(resume_from_checkpoint)
     if not path.is_dir():
         raise ConfigError(f"--resume_from_checkpoint {resume_from_checkpoint}: no such folder")
-    if not (path / TRAINER_STATE).is_file():
+    missing = missing_from_checkpoint(path, world_size)
+    if missing == TRAINER_STATE:
         raise ConfigError(
             f"--resume_from_checkpoint {resume_from_checkpoint}: no {TRAINER_STATE} (not a Trainer checkpoint, or "
             "cut short while saving)"
+        )
+    if missing is not None:
+        raise ConfigError(
+            f"--resume_from_checkpoint {resume_from_checkpoint}: no {missing} (cut short while saving: a rank died "
+            "before writing its part)"
         )
     return str(path)
 
@@ -132,4 +156,6 @@ def validate_train(script_args, training_args, model_args) -> str | None:
         get_reward_funcs(training_args.reward_funcs, training_args.vote_settings)
     except ValueError as err:
         raise ConfigError(f"reward_funcs: {one_line(err)}") from err
-    return resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    return resolve_resume_checkpoint(
+        training_args.resume_from_checkpoint, training_args.output_dir, world_size=training_args.world_size
+    )
