@@ -12,7 +12,9 @@ Equivalence is decided by `math-verify` (never string equality), with two guards
   plain expressions only from digits and operators), and extraction and normalisation run in linear time on any
   input (1 MB completions, thousands of unbalanced ``\\boxed{``).
 * Identical normalised strings are equivalent without calling math-verify, and every parse and pairwise
-  verdict is cached, so grouping a group of rollouts calls math-verify once per *distinct* pair.
+  verdict is cached, so grouping a group of rollouts calls math-verify once per *distinct* pair. The caches are
+  least-recently-used and bounded in bytes (`byte_cache`), not entries: at most ``ANSWER_CACHE_BYTES`` of parsed
+  answers and ``VERDICT_CACHE_BYTES`` of verdicts for each of the two verdict caches, 32 MiB per process in all.
 * Two plain numbers whose values differ by far more than math-verify's tolerance are told apart without its
   ``simplify`` (tens of milliseconds when an irrational is involved); tests check math-verify agrees.
 """
@@ -25,9 +27,9 @@ import math
 import re
 from collections.abc import Sequence
 from fractions import Fraction
-from functools import lru_cache
 
 from ..core import verify_process
+from .byte_cache import byte_budget_cache
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ logging.getLogger("math_verify.grader").setLevel(logging.ERROR)
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 MAX_VERIFY_CHARS = 2000  # longer answers are compared as normalised strings only
+ANSWER_CACHE_BYTES = 16 * 2**20  # parsed answers (math-verify's parse), per process
+VERDICT_CACHE_BYTES = 8 * 2**20  # verdicts, per cache: math-verify's own (in the verify worker) and the timed ones
 _BOXED_COMMANDS = ("\\boxed", "\\fbox")
 _BOX_OPENINGS = {c: re.compile(re.escape(c) + r" *\{") for c in _BOXED_COMMANDS}
 _BRACES = re.compile(r"[{}]")
@@ -163,7 +167,7 @@ def normalize_answer(answer: str) -> str:
     return s
 
 
-@lru_cache(maxsize=65536)
+@byte_budget_cache(ANSWER_CACHE_BYTES)
 def _parse(answer: str):
     from math_verify import parse
 
@@ -172,7 +176,7 @@ def _parse(answer: str):
     return parse(text, parsing_timeout=None)
 
 
-@lru_cache(maxsize=262144)
+@byte_budget_cache(VERDICT_CACHE_BYTES)
 def _verify_uncached_timeout_free(gold: str, pred: str) -> bool:
     from math_verify import verify
 
@@ -332,7 +336,7 @@ def is_equivalent(gold: str | None, pred: str | None, timeout: float | None = DE
     return _timed_verdict(gold, pred, float(timeout))
 
 
-@lru_cache(maxsize=262144)
+@byte_budget_cache(VERDICT_CACHE_BYTES)
 def _timed_verdict(gold: str, pred: str, timeout: float) -> bool:
     """math-verify's verdict from the killable process; a timeout is cached as "not equivalent" like any verdict."""
     verdict = _rational_verdict(gold, pred)
