@@ -148,7 +148,36 @@ def test_generation_capture_quick(tmp_path):
     assert hook and float(hook.group(1)) > 0
 
 
-@pytest.mark.parametrize("name", ["step_overhead", "vote_latency", "entropy_memory", "generation_capture"])
+@pytest.mark.slow  # a real 2-process training run (6 steps), about a minute
+def test_long_run_memory_quick(tmp_path):
+    _, text = run_benchmark("long_run_memory", tmp_path)
+    block = recorded_block(text, "long_run_memory")
+    samples = table_rows(block, r"\d+")[:4]  # part 1: read at steps 1, 2, 4 and 6 (or just after)
+    steps = [int(r[0]) for r in samples]
+    assert steps == sorted(set(steps)) and steps[0] >= 1 and steps[-1] == 6
+    header = next(line for line in block.splitlines() if line.startswith("| step |"))
+    roles = [c.strip() for c in header.strip("|").split("|")][1:]
+    assert {"rank 0", "rank 1"} <= set(roles)
+    for row in samples:
+        ranks = [as_number(row[1 + roles.index(r)]) for r in ("rank 0", "rank 1")]
+        assert all(100 < mib < 20_000 for mib in ranks)  # a torch process holding a model
+    verdicts = {cells[0]: cells for cells in table_rows(block, r"(rank|server|worker) \d")}
+    assert {"rank 0", "rank 1"} <= set(verdicts)
+    # Part 2: every cache's charged bytes stay within its budget.
+    budgets = dict(re.findall(rf"(parsed answers|verdicts \(worker\)|timed verdicts) ({NUMBER}) MiB \(peak", block))
+    assert len(budgets) == 3 and sum(float(b) for b in budgets.values()) == 32
+    stream = table_rows(block, r"\d{2,}")[-10:]
+    assert [int(r[0]) for r in stream] == list(range(30, 301, 30))
+    for row in stream:
+        for cell, budget in zip(row[1:4], budgets.values()):
+            assert 0 < as_number(cell.split(" (")[0]) <= float(budget)
+    png = re.search(r"!\[[^]]*\]\(([^)]+\.png)\)", block)
+    assert png and (tmp_path / png.group(1)).stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "name", ["step_overhead", "vote_latency", "entropy_memory", "generation_capture", "long_run_memory"]
+)
 def test_benchmark_has_a_docstring_with_its_command(name):
     source = (BENCHMARKS / f"{name}.py").read_text()
     assert f"python benchmarks/{name}.py" in source.split('"""')[1]
