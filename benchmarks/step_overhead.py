@@ -17,6 +17,9 @@ diagnostics).
 Command (writes its figures to BENCHMARKS.md)::
 
     python benchmarks/step_overhead.py            # --quick for a seconds-long smoke run
+    python benchmarks/step_overhead.py --model ~/.cache/sasc_ttrl/smollm2-135m-instruct --lora 16  # and without
+
+Targets: ratio B / A <= 1.05 on the tiny model, <= 1.03 on a real model (``--model``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from sasc_ttrl.training.configs import SASCConfig
 from sasc_ttrl.training.rewards import get_reward_funcs
 from sasc_ttrl.training.trainer import SASCTrainer
 
-TARGET_RATIO = 1.05
+TARGET_RATIO = 1.05  # the tiny model (issue 4)
+TARGET_RATIO_MODEL = 1.03  # a real model given with --model (issue 20)
 VOTE_FUNCTIONS = ("sasc_vote", "stability_vote")
 VARIANT_A = "A: GRPOTrainer + plain majority"
 VARIANT_B = "B: SASCTrainer + sasc"
@@ -302,7 +306,8 @@ def report(args: StepOverheadArguments, result: dict) -> str:
         rows.append([part, meaning, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"])
     tokens_a, tokens_b = result["tokens"][VARIANT_A], result["tokens"][VARIANT_B]
     same = "identical" if tokens_a == tokens_b else f"NOT identical (A {tokens_a}, B {tokens_b})"
-    verdict = "met" if result["ratio"] <= TARGET_RATIO else "MISSED"
+    target = TARGET_RATIO if args.model is None else TARGET_RATIO_MODEL
+    verdict = "met" if result["ratio"] <= target else "MISSED"
     return "\n".join(
         [
             f"Model `{result['model']}` ({'LoRA rank ' + str(args.lora) if args.lora else 'full model'}); "
@@ -312,7 +317,7 @@ def report(args: StepOverheadArguments, result: dict) -> str:
             "",
             record.markdown_table(
                 ["ratio B / A", "median of per-pair ratios", "target", "verdict"],
-                [[f"{result['ratio']:.3f}", f"{result['pair_ratio']:.3f}", f"<= {TARGET_RATIO}", verdict]],
+                [[f"{result['ratio']:.3f}", f"{result['pair_ratio']:.3f}", f"<= {target}", verdict]],
             ),
             "",
             record.markdown_table(["part", "what", "A median ms", "B median ms", "B - A ms"], rows),
