@@ -67,11 +67,13 @@ def machine_busy_seconds() -> float:
 
 @dataclass
 class ProcessTable:
-    """One pass over ``/proc/*/stat``: name, parent and CPU seconds (own threads) of every process."""
+    """One pass over ``/proc/*/stat``: name, parent, CPU seconds (own threads) and CPU seconds of the children it
+    waited for, of every process."""
 
     names: dict[int, str] = field(default_factory=dict)
     parents: dict[int, int] = field(default_factory=dict)
     cpu: dict[int, float] = field(default_factory=dict)
+    waited_children_cpu: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def read(cls) -> ProcessTable:
@@ -89,6 +91,7 @@ class ProcessTable:
             table.names[pid] = name
             table.parents[pid] = int(rest[1])
             table.cpu[pid] = (int(rest[11]) + int(rest[12])) / ticks  # utime + stime
+            table.waited_children_cpu[pid] = (int(rest[13]) + int(rest[14])) / ticks  # cutime + cstime
         return table
 
     def ancestors(self, pid: int) -> set[int]:
@@ -120,7 +123,8 @@ class ProcessTable:
 
 
 def own_cpu_seconds(table: ProcessTable | None = None) -> float:
-    """CPU seconds of this run so far: this process, its children already waited for, its live descendants."""
+    """CPU seconds of this run so far: this process, its children already waited for, its live descendants and the
+    children they waited for (e.g. the math-verify server's re-forked workers)."""
     times = os.times()
     table = table if table is not None else ProcessTable.read()
     return (
@@ -128,7 +132,7 @@ def own_cpu_seconds(table: ProcessTable | None = None) -> float:
         + times.system
         + times.children_user
         + times.children_system
-        + sum(table.cpu[p] for p in table.descendants(os.getpid()))
+        + sum(table.cpu[p] + table.waited_children_cpu[p] for p in table.descendants(os.getpid()))
     )
 
 

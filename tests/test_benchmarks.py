@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,20 @@ def test_busy_descendant_is_own_and_busy_stranger_is_named(bench):
         child.kill()
         child.wait()
         os.kill(stranger, signal.SIGKILL)
+
+
+def test_cpu_of_a_descendants_finished_children_is_own(bench):
+    _, machine_load = bench
+    # A live child that ran a busy grandchild and waited for it (as the math-verify server re-forks its workers).
+    child = subprocess.Popen(["bash", "-c", "timeout 1 bash -c 'while :; do :; done'; sleep 30"])
+    try:
+        time.sleep(1.5)
+        table = machine_load.ProcessTable.read()
+        assert table.cpu[child.pid] < 0.2 and table.waited_children_cpu[child.pid] > 0.5
+        assert machine_load.own_cpu_seconds(table) - sum(os.times()[:4]) > 0.5
+    finally:
+        child.kill()
+        child.wait()
 
 
 def _fake_readings(monkeypatch, machine_load, load1: float, busy: list, during: float = 0.0) -> None:
