@@ -129,7 +129,7 @@ def report(args: EvalThroughputArguments, result: dict) -> str:
         rows.append(
             [
                 backend,
-                f"{result['load'][backend]:.1f}",
+                f"{result['load'][backend]:.2f}",
                 f"{result['seconds'][backend]:.2f}",
                 f"{result['tokens'][backend]:,}",
                 f"{rate[backend]:,.0f}",

@@ -345,7 +345,8 @@ def test_vllm_logprobs_quick(tmp_path):
     variants = {cells[0]: cells for cells in table_rows(block, r"[A-D]: .*")}
     assert list(variants) == ["A: TTRL", "B: SASC, text", "C: SASC", "D: TTRL, no text"]
     assert as_number(variants["A: TTRL"][3]) == 1.0 and all(as_number(c[2]) > 0 for c in variants.values())
-    parts = {cells[0]: [as_number(c) for c in cells[2:6]] for cells in table_rows(block, r"[a-z ].*")}
+    part_rows = table_rows(block, r"(?!part$|variant$)[a-z ].*")  # the breakdown, without the header rows
+    parts = {cells[0]: [as_number(c) for c in cells[2:6]] for cells in part_rows}
     # Only the SASC variants reduce entropies; only the variants with text run the detokenizers.
     assert parts["entropies"][0] == 0 == parts["entropies"][3] and parts["entropies"][1] > 0 < parts["entropies"][2]
     assert parts["of which token text"][1] > 0 == parts["of which token text"][2]
@@ -362,7 +363,8 @@ def test_eval_throughput_quick(tmp_path):
     rows = {cells[0]: cells for cells in table_rows(block, r"vllm|transformers")}
     assert set(rows) == {"vllm", "transformers"}
     for cells in rows.values():
-        assert as_number(cells[1]) > 0 and as_number(cells[2]) > 0 and as_number(cells[4]) > 0
+        assert as_number(cells[1]) >= 0 and as_number(cells[2]) > 0 and as_number(cells[4]) > 0
         assert cells[6] == "yes"  # every backend is seeded per question: the same samples every repetition
+    assert as_number(rows["vllm"][1]) > 0  # starting the engine takes seconds; the tiny model loads in milliseconds
     assert as_number(rows["transformers"][5]) == 1.0
     assert re.search(r"Faster on this CPU: \*\*(vllm|transformers)\*\*", block)
