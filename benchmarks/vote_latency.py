@@ -63,19 +63,16 @@ MATH_STYLE_ANSWERS: list[tuple[str | None, int]] = [
 
 
 @dataclass
-class VoteLatencyArguments:
+class VoteLatencyArguments(record.RecordingArguments):
     """Arguments of the vote-latency benchmark."""
 
     repeats: int = field(default=21, metadata={"help": "Cold/warm pairs; medians are reported."})
     fresh_repeats: int = field(default=5, metadata={"help": "Calls after `clear_caches()` (a fresh verify worker)."})
     seed: int = field(default=0, metadata={"help": "Seed of the rollout order and the instabilities."})
     quick: bool = field(default=False, metadata={"help": "Few repetitions, for the smoke test."})
-    benchmarks_file: str | None = field(
-        default=None, metadata={"help": "Where the figures are recorded (default: BENCHMARKS.md at the repo root)."}
-    )
-    no_record: bool = field(default=False, metadata={"help": "Print the table only."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.quick:
             self.repeats, self.fresh_repeats = 3, 1
         if self.repeats < 1 or self.fresh_repeats < 1:
@@ -175,12 +172,10 @@ def report(args: VoteLatencyArguments, result: dict) -> str:
 
 
 def main(args: VoteLatencyArguments) -> None:
-    """Run, print the figures, record them."""
-    body = report(args, run(args))
-    print(body)
-    if not args.no_record:
-        path = record.record_figures("vote_latency", "Vote latency: 64 MATH-style answers", body, args.benchmarks_file)
-        print(f"\nrecorded in {path}")
+    """Run, print the figures, record them unless the machine was loaded."""
+    record.measure_and_record(
+        args, "vote_latency", "Vote latency: 64 MATH-style answers", lambda: report(args, run(args))
+    )
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@ benchmarks file, never to the real BENCHMARKS.md.
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,12 +24,16 @@ NUMBER = r"[-+]?[\d,]+(?:\.\d+)?"
 
 
 def run_benchmark(name: str, tmp_path: Path, *extra: str) -> tuple[str, str]:
-    """Run ``benchmarks/<name>.py --quick`` against a temporary benchmarks file; return (stdout, file text)."""
+    """Run ``benchmarks/<name>.py --quick --force`` against a temporary benchmarks file; return (stdout, file text).
+
+    ``--force``: this machine is shared, so the smoke run records whatever the load (the figures then say so).
+    """
     target = tmp_path / "BENCHMARKS.md"
     target.write_text("# Benchmarks\n\nHand-written text that must survive.\n")
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--force", "--benchmarks_file", str(target)]
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--quick", "--benchmarks_file", str(target), *extra],
+        [*command, *extra],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -39,14 +47,23 @@ def run_benchmark(name: str, tmp_path: Path, *extra: str) -> tuple[str, str]:
     return proc.stdout, text
 
 
-def recorded_block(text: str, marker: str) -> str:
+def recorded_block(text: str, marker: str, threads: int = 1) -> str:
     """The figures between the markers, checked for command, date and machine."""
     match = re.search(rf"<!-- figures: {marker} -->\n(.*?)<!-- /figures: {marker} -->", text, re.DOTALL)
     assert match, f"no figures block for {marker}"
     block = match.group(1)
     assert re.search(r"Latest figures \(\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC\)", block)
-    assert re.search(r"python benchmarks/\S+\.py --quick --benchmarks_file", block)
-    assert re.search(r"Machine: .+, \d+ cores, OMP_NUM_THREADS=1, torch \S+", block)
+    assert re.search(r"python benchmarks/\S+\.py --quick --force --benchmarks_file", block)
+    assert re.search(rf"Machine: .+, \d+ cores, OMP_NUM_THREADS={threads}, torch \S+", block)
+    load = re.search(
+        rf"Load: 1-minute load average ({NUMBER}) before the run, ({NUMBER}) after .*?"
+        rf"the rest of the machine used ({NUMBER}) cores on average during the run\. Limit ({NUMBER}) .*?: "
+        r"(within the limits|LOADED \(.+?\))\.( Recorded anyway \(--force\)\.)?\n",
+        block,
+    )
+    assert load, "the figures lack their load reading"
+    assert (load.group(5) == "within the limits") == (load.group(6) is None)  # a loaded run is recorded by --force
+    assert block.index("Machine:") < block.index("Load:") < block.index("|")
     assert text.count(f"<!-- figures: {marker} -->") == 1
     return block
 
@@ -83,15 +100,139 @@ def test_record_figures_replaces_its_block_and_keeps_the_rest(tmp_path, monkeypa
     assert path.read_text().count("## New one") == 1 and "newer" in path.read_text()
 
 
+@pytest.fixture
+def bench(monkeypatch):
+    """The benchmarks' shared modules (``record``, ``machine_load``), imported as the scripts import them."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import machine_load
+    import record
+
+    return record, machine_load
+
+
+def test_own_share_follows_the_load_average_formula(bench):
+    _, machine_load = bench
+    monitor = machine_load.LoadMonitor()
+    # One core busy for 60 s, sampled every 5 s: the kernel's damped average reaches 1 - 1/e.
+    monitor.samples = [machine_load.Sample(t, t, 0.0) for t in range(0, 61, 5)]
+    assert monitor.own_load(machine_load.Sample(60, 60, 0.0)) == pytest.approx(1 - math.exp(-1))
+    # Then idle for a minute: the share decays by another factor e.
+    assert monitor.own_load(machine_load.Sample(120, 60, 0.0)) == pytest.approx((1 - math.exp(-1)) / math.e)
+
+
+def test_busy_descendant_is_own_and_busy_stranger_is_named(bench):
+    _, machine_load = bench
+    spin = ["bash", "-c", "while :; do :; done"]
+    child = subprocess.Popen(spin)
+    # A spinner that is not ours: its parent exits at once, so it is re-parented away from this process.
+    launcher = subprocess.run(
+        ["bash", "-c", "(while :; do :; done) >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        check=True,
+    )
+    stranger = int(launcher.stdout.strip())
+    try:
+        before = machine_load.own_cpu_seconds()
+        reading = machine_load.LoadMonitor().reading(seconds=1.5)
+        after = machine_load.own_cpu_seconds()
+        assert after - before > 0.2  # the child's CPU counts as this run's
+        busy_pids = {pid for pid, _, _ in reading.busy}
+        assert stranger in busy_pids and child.pid not in busy_pids
+        assert reading.others == pytest.approx(max(0.0, reading.load1 - reading.own))
+    finally:
+        child.kill()
+        child.wait()
+        os.kill(stranger, signal.SIGKILL)
+
+
+def test_cpu_of_a_descendants_finished_children_is_own(bench):
+    _, machine_load = bench
+    # A live child that ran a busy grandchild and waited for it (as the math-verify server re-forks its workers).
+    child = subprocess.Popen(["bash", "-c", "timeout 1 bash -c 'while :; do :; done'; sleep 30"])
+    try:
+        time.sleep(1.5)
+        table = machine_load.ProcessTable.read()
+        assert table.cpu[child.pid] < 0.2 and table.waited_children_cpu[child.pid] > 0.5
+        assert machine_load.own_cpu_seconds(table) - sum(os.times()[:4]) > 0.5
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _fake_readings(monkeypatch, machine_load, load1: float, busy: list, during: float = 0.0) -> None:
+    reading = machine_load.LoadReading(load1=load1, own=0.1, busy=busy)
+    monkeypatch.setattr(machine_load.LoadMonitor, "reading", lambda self, seconds=2.0: reading)
+    monkeypatch.setattr(machine_load.LoadMonitor, "others_cores_since_mark", lambda self: during)
+
+
+def test_loaded_runs_are_printed_not_recorded_unless_forced(bench, monkeypatch, tmp_path, capsys):
+    record, machine_load = bench
+    path = tmp_path / "B.md"
+    path.write_text("# Benchmarks\n")
+    table = "| a |\n|---|\n| 1 |"
+    _fake_readings(monkeypatch, machine_load, load1=5.0, busy=[(1, "trainer", 0.97)])
+    args = record.RecordingArguments(benchmarks_file=str(path), max_load=1.0)
+    assert record.measure_and_record(args, "x", "X", lambda: table) is False
+    out = capsys.readouterr().out
+    assert "NOT RECORDED" in out and "| 1 |" in out and "busy processes before the run: trainer 97%" in out
+    assert path.read_text() == "# Benchmarks\n"
+    forced = record.RecordingArguments(benchmarks_file=str(path), max_load=1.0, force=True)
+    assert record.measure_and_record(forced, "x", "X", lambda: table) is True
+    block = recorded_block_any(path.read_text(), "x")
+    assert "LOADED (load average before the run without its own share 4.90 > 1.00" in block
+    assert "Recorded anyway (--force)." in block
+    # Quiet before and after, but the rest of the machine was busy while measuring.
+    _fake_readings(monkeypatch, machine_load, load1=0.3, busy=[], during=0.8)
+    assert record.measure_and_record(args, "y", "Y", lambda: table) is False
+    assert "the rest of the machine used 0.80 cores during the run" in capsys.readouterr().out
+    # Quiet throughout: recorded, and the block says so.
+    _fake_readings(monkeypatch, machine_load, load1=0.3, busy=[], during=0.05)
+    assert record.measure_and_record(args, "y", "Y", lambda: table) is True
+    block = recorded_block_any(path.read_text(), "y")
+    assert "Load: 1-minute load average 0.30 before the run" in block and "within the limits." in block
+    # --no_record prints only.
+    no_record = record.RecordingArguments(benchmarks_file=str(path), no_record=True)
+    text = path.read_text()
+    assert record.measure_and_record(no_record, "z", "Z", lambda: table) is False
+    assert path.read_text() == text
+
+
+def test_wait_quiet_gives_up_without_measuring(bench, monkeypatch, tmp_path):
+    record, machine_load = bench
+    _fake_readings(monkeypatch, machine_load, load1=5.0, busy=[])
+    monkeypatch.setattr(record, "POLL_SECONDS", 0.01)
+    measured = []
+    args = record.RecordingArguments(benchmarks_file=str(tmp_path / "B.md"), max_load=1.0, wait_quiet=0.05)
+    with pytest.raises(SystemExit, match="not measured: the machine was not quiet after 0 s"):
+        record.measure_and_record(args, "x", "X", lambda: measured.append(1) or "figures")
+    assert measured == [] and not (tmp_path / "B.md").exists()
+    # The same wait on a machine that becomes quiet measures.
+    _fake_readings(monkeypatch, machine_load, load1=0.2, busy=[])
+    assert record.measure_and_record(args, "x", "X", lambda: measured.append(1) or "figures") is True
+    assert measured == [1]
+
+
+def test_recording_arguments_errors(bench):
+    record, _ = bench
+    with pytest.raises(ValueError, match="max_load"):
+        record.RecordingArguments(max_load=-1)
+    with pytest.raises(ValueError, match="wait_quiet"):
+        record.RecordingArguments(wait_quiet=-5)
+
+
 def recorded_block_any(text: str, marker: str) -> str:
     match = re.search(rf"<!-- figures: {marker} -->\n(.*?)<!-- /figures: {marker} -->", text, re.DOTALL)
     assert match
     return match.group(1)
 
 
-def test_step_overhead_quick(tmp_path):
-    stdout, text = run_benchmark("step_overhead", tmp_path)
-    block = recorded_block(text, "step_overhead")
+@pytest.mark.parametrize("lora", [0, 4])
+def test_step_overhead_quick(tmp_path, lora):
+    stdout, text = run_benchmark("step_overhead", tmp_path, *(["--lora", str(lora)] if lora else []))
+    block = recorded_block(text, "step_overhead" + (f"_lora{lora}" if lora else ""))
+    assert (f"(LoRA rank {lora})" if lora else "(full model)") in block
     assert "| ratio B / A |" in stdout
     (ratio_row,) = [line for line in block.splitlines() if re.match(rf"\| {NUMBER} \| {NUMBER} \| <= 1.05 \|", line)]
     ratio = float(ratio_row.split("|")[1])
@@ -175,9 +316,83 @@ def test_long_run_memory_quick(tmp_path):
     assert png and (tmp_path / png.group(1)).stat().st_size > 10_000
 
 
-@pytest.mark.parametrize(
-    "name", ["step_overhead", "vote_latency", "entropy_memory", "generation_capture", "long_run_memory"]
-)
+ALL_BENCHMARKS = [
+    "step_overhead",
+    "vote_latency",
+    "entropy_memory",
+    "generation_capture",
+    "demo_wall_time",
+    "vllm_logprobs",
+    "eval_throughput",
+    "long_run_memory",
+]
+
+
+@pytest.mark.parametrize("name", ALL_BENCHMARKS)
 def test_benchmark_has_a_docstring_with_its_command(name):
     source = (BENCHMARKS / f"{name}.py").read_text()
     assert f"python benchmarks/{name}.py" in source.split('"""')[1]
+
+
+@pytest.mark.parametrize("name", ALL_BENCHMARKS)
+def test_every_benchmark_records_through_the_load_rule(name):
+    # One place decides whether figures are recorded: no benchmark writes BENCHMARKS.md by itself.
+    source = (BENCHMARKS / f"{name}.py").read_text()
+    assert "record.measure_and_record(" in source and "record_figures(" not in source
+    assert "(record.RecordingArguments)" in source
+    # The studies write their own summaries (outputs/, README), not BENCHMARKS.md figures.
+    studies = ["training_study", "vote_study"]
+    helpers = ["machine_load", "record"]
+    assert sorted(p.stem for p in BENCHMARKS.glob("*.py")) == sorted([*ALL_BENCHMARKS, *helpers, *studies])
+
+
+@pytest.mark.slow
+def test_demo_wall_time_quick(tmp_path):
+    _, text = run_benchmark("demo_wall_time", tmp_path, "--output_root", str(tmp_path / "demo"))
+    block = recorded_block(text, "demo_wall_time", threads=2)
+    (row,) = table_rows(block, r"sasc-ttrl demo --quick.*")
+    assert as_number(row[2]) > 0 and "eval_base" in row[4]
+
+
+VLLM_MISSING = importlib.util.find_spec("vllm") is None
+if VLLM_MISSING and os.environ.get("SASC_TTRL_REQUIRE_VLLM") == "1":
+    raise RuntimeError("SASC_TTRL_REQUIRE_VLLM=1 but vLLM is not installed in this environment")
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(VLLM_MISSING, reason="vLLM is not installed here; run `bash scripts/run_vllm_tests.sh`")
+def test_vllm_logprobs_quick(tmp_path):
+    _, text = run_benchmark("vllm_logprobs", tmp_path)
+    block = recorded_block(text, "vllm_logprobs")
+    assert "(identical in every variant and repetition)" in block  # the four variants sampled the same tokens
+    assert "with and without text: identical." in block  # detokenize=False changes no entropy or logprob
+    (ratio_row,) = table_rows(block, NUMBER)
+    ratio, alone = as_number(ratio_row[0]), as_number(ratio_row[1])
+    assert 0.2 < ratio < 5 and 0.2 < alone < 5 and ratio_row[2] == "<= 1.05" and ratio_row[3] in ("met", "MISSED")
+    variants = {cells[0]: cells for cells in table_rows(block, r"[A-D]: .*")}
+    assert list(variants) == ["A: TTRL", "B: SASC, text", "C: SASC", "D: TTRL, no text"]
+    assert as_number(variants["A: TTRL"][3]) == 1.0 and all(as_number(c[2]) > 0 for c in variants.values())
+    part_rows = table_rows(block, r"(?!part$|variant$)[a-z ].*")  # the breakdown, without the header rows
+    parts = {cells[0]: [as_number(c) for c in cells[2:6]] for cells in part_rows}
+    # Only the SASC variants reduce entropies; only the variants with text run the detokenizers.
+    assert parts["entropies"][0] == 0 == parts["entropies"][3] and parts["entropies"][1] > 0 < parts["entropies"][2]
+    assert parts["of which token text"][1] > 0 == parts["of which token text"][2]
+    assert parts["completion text"][0] > 0 == parts["completion text"][3]
+    assert all(parts["generate"][i] <= parts["total"][i] for i in range(4))
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(VLLM_MISSING, reason="vLLM is not installed here; run `bash scripts/run_vllm_tests.sh`")
+def test_eval_throughput_quick(tmp_path):
+    _, text = run_benchmark("eval_throughput", tmp_path)
+    block = recorded_block(text, "eval_throughput")
+    rows = {cells[0]: cells for cells in table_rows(block, r"vllm|transformers")}
+    assert set(rows) == {"vllm", "transformers"}
+    for cells in rows.values():
+        assert as_number(cells[1]) >= 0 and as_number(cells[2]) > 0 and as_number(cells[4]) > 0
+        assert cells[6] == "yes"  # every backend is seeded per question: the same samples every repetition
+    assert as_number(rows["vllm"][1]) > 0  # starting the engine takes seconds; the tiny model loads in milliseconds
+    assert as_number(rows["transformers"][5]) == 1.0
+    assert re.search(r"Faster on this CPU: \*\*(vllm|transformers)\*\*", block)

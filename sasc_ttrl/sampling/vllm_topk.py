@@ -7,9 +7,32 @@ with ``logprobs=k`` vLLM returns the top k, plus the sampled token when it lies 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .entropy import topk_entropy_from_logprobs
+
+
+def sasc_sampling_overrides(generation_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``SamplingParams`` keys SASC adds to a request for top-k logprobs: ``detokenize=False``.
+
+    With ``logprobs=k`` vLLM turns the token id of every returned logprob (k or k+1 per generated token) into text,
+    one tokenizer call each, which nobody reads here: TRL's colocated branch reads token ids and logprobs only
+    (BENCHMARKS.md: it was most of the extra time of ``logprobs=20`` on a CPU). The completion text goes too, which
+    TRL's colocated branch never reads either (it decodes the ids itself); sampled ids and logprobs are unchanged.
+    Nothing is added when the caller's ``generation_kwargs`` set ``detokenize`` or use ``stop`` strings (vLLM
+    needs the text to find them).
+
+    Args:
+        generation_kwargs: The extra ``SamplingParams`` arguments already requested (``GRPOConfig.generation_kwargs``).
+
+    Returns:
+        ``generation_kwargs`` with SASC's addition (a new dict; the argument is not modified).
+    """
+    kwargs = dict(generation_kwargs or {})
+    if "detokenize" not in kwargs and not kwargs.get("stop"):
+        kwargs["detokenize"] = False
+    return kwargs
 
 
 def sampled_token_logprobs(
@@ -50,9 +73,20 @@ def entropies_from_topk(
     applied) and the sampling temperature for ``raw_logprobs`` (vLLM's default). Processed logprobs are taken after
     top-p / top-k / min-p / repetition penalty: with any of those active, the cut tokens come back as ``-inf`` and
     the entropy is that of the truncated distribution. Missing (None/NaN) entries are ignored.
+
+    All tokens of all completions are reduced together ([`topk_entropy_from_logprobs`] on the flattened positions;
+    the same values as one completion at a time).
     """
-    out = []
-    for seq in topk_logprobs:
-        clean = [[v for v in values if v is not None and not math.isnan(v)] for values in seq]
-        out.append(topk_entropy_from_logprobs(clean, k=k, temperature=temperature))
+    clean = []
+    for seq, positions in enumerate(topk_logprobs):
+        for pos, values in enumerate(positions):
+            kept = [v for v in values if v is not None and not math.isnan(v)]
+            if not kept:
+                raise ValueError(f"completion {seq}, token {pos} has no log-probabilities; request logprobs=k")
+            clean.append(kept)
+    flat = topk_entropy_from_logprobs(clean, k=k, temperature=temperature)
+    out, start = [], 0
+    for positions in topk_logprobs:
+        out.append(flat[start : start + len(positions)])
+        start += len(positions)
     return out

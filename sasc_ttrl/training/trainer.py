@@ -10,7 +10,7 @@ from trl import GRPOTrainer
 from trl.extras.profiling import profiling_context
 
 from ..sampling.entropy_capture import capture_topk_entropies, forward_topk_entropies
-from ..sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs
+from ..sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, sasc_sampling_overrides
 from .collapse import CollapseGuard
 from .configs import SASCConfig
 from .rewards import get_reward_funcs
@@ -35,7 +35,9 @@ class SASCTrainer(GRPOTrainer):
          values match a reference forward pass to ~1e-6 (see tests and BENCHMARKS.md).
        * vLLM (``use_vllm=True``, colocate or server): vLLM is asked for the top-k logprobs of every generated
          token and the entropies are computed from them; the sampled token's logprob, which TRL's importance-
-         sampling correction needs, is picked out by token id (TRL's own branch reads the top-ranked one).
+         sampling correction needs, is picked out by token id (TRL's own branch reads the top-ranked one). In
+         colocate mode the request also says ``detokenize=False`` (`sasc_sampling_overrides`): vLLM would otherwise
+         turn every returned logprob's token into text, unread (same tokens and logprobs either way).
        * ``"forward"``: one extra no-grad forward pass over prompt + completion after generation (its measured
          cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching``, where the
          hook cannot follow generation.
@@ -73,6 +75,11 @@ class SASCTrainer(GRPOTrainer):
         if self.use_vllm:
             # Ask vLLM for the top-k logprobs of every generated token (TRL asks for 0: the sampled token only).
             self.vllm_generation.logprobs = args.entropy_top_k
+            if self.vllm_mode == "colocate":
+                # ... without turning each of those token ids into text, which nobody reads (BENCHMARKS.md).
+                self.vllm_generation.generation_kwargs = sasc_sampling_overrides(
+                    self.vllm_generation.generation_kwargs
+                )
             truncating = {
                 "top_p": args.top_p != 1.0,
                 "top_k": args.top_k not in (None, 0, -1),

@@ -257,3 +257,35 @@ def test_sample_vllm_records_match_transformers(vllm_run, hf, record_property):
     record_property("sample_vllm_entropy_max_abs_diff", worst)
     print(f"\n[sample_vllm] entropies: max |vLLM - transformers| = {worst:.3g}")
     assert worst < ENTROPY_TOLERANCE
+
+
+def test_sasc_request_without_text_samples_the_same_tokens_and_logprobs(vllm_run, hf):
+    """SASCTrainer's request adds ``detokenize=False`` (`sasc_sampling_overrides`): vLLM then skips the text of the
+    completion and of every returned logprob's token, and must return exactly the same ids and logprobs."""
+    from trl.generation.vllm_generation import extract_logprobs
+    from vllm import SamplingParams
+
+    from sasc_ttrl.sampling.vllm_topk import sasc_sampling_overrides
+
+    _, _, _, prompt_ids = hf
+    overrides = sasc_sampling_overrides({})
+    assert overrides == {"detokenize": False}
+    params = SamplingParams(
+        n=N, temperature=TEMPERATURE, max_tokens=MAX_TOKENS, logprobs=TOP_K, seed=SEED, **overrides
+    )
+    outputs = vllm_run["llm"].generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+    completion_ids = [list(sample.token_ids) for request_out in outputs for sample in request_out.outputs]
+    topk_logprobs, topk_token_ids = extract_logprobs(outputs)
+    assert completion_ids == vllm_run["completion_ids"]
+    assert topk_logprobs == vllm_run["topk_logprobs"] and topk_token_ids == vllm_run["topk_token_ids"]
+    # The text is what was skipped: the default request has it, this one does not.
+    assert all(sample.text for request_out in vllm_run["outputs"] for sample in request_out.outputs)
+    assert not any(sample.text for request_out in outputs for sample in request_out.outputs)
+    decoded = {
+        lp.decoded_token
+        for request_out in outputs
+        for s in request_out.outputs
+        for p in s.logprobs
+        for lp in p.values()
+    }
+    assert decoded == {None}

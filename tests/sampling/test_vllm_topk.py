@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from sasc_ttrl.sampling.entropy import topk_entropy_from_logits
-from sasc_ttrl.sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs
+from sasc_ttrl.sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, sasc_sampling_overrides
 
 
 def _position(logits: torch.Tensor, k: int, sampled: int, temperature: float = 1.0):
@@ -122,3 +122,59 @@ def test_errors():
         sampled_token_logprobs([[[-0.1, -2.0]]], [[[1, 2]]], [[1, 2]])
     with pytest.raises(ValueError):  # one more completion than logprob sequences
         sampled_token_logprobs([[[-0.1]]], [[[1]]], [[1], [1]])
+
+
+def _one_token_at_a_time(topk_logprobs, k: int, temperature: float) -> list[list[float]]:
+    """The reduction as it was before issue 20: one float64 tensor per token (the reference for exactness)."""
+    out = []
+    for seq in topk_logprobs:
+        row = []
+        for values in seq:
+            clean = sorted((v for v in values if v is not None and not math.isnan(v)), reverse=True)[:k]
+            top = torch.tensor(clean, dtype=torch.float64) / temperature
+            logp = torch.log_softmax(top, dim=-1)
+            row.append(float(-(torch.exp(logp) * torch.nan_to_num(logp, neginf=0.0)).sum(dim=-1)))
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.6, 1.3])
+def test_batched_entropies_equal_one_token_at_a_time_exactly(temperature):
+    # Completions of several lengths; positions with k or k+1 entries (the sampled token outside the top k), fewer
+    # (a small vocabulary), None and NaN entries, -inf entries (truncated by top-p), unsorted values.
+    rng = torch.Generator().manual_seed(3)
+    k, topk_logprobs = 20, []
+    for length in (0, 1, 7, 64, 33):
+        seq = []
+        for _ in range(length):
+            size = int(torch.randint(1, k + 2, (1,), generator=rng))
+            values = (torch.randn(size, generator=rng, dtype=torch.float64) * 4 - 5).tolist()
+            for i, draw in enumerate(torch.rand(size, generator=rng).tolist()):
+                if draw < 0.05:
+                    values[i] = -math.inf
+                elif draw < 0.08 and size > 1:
+                    values[i] = None if draw < 0.065 else float("nan")
+            if all(v is None or v != v or v == -math.inf for v in values):
+                values[0] = -0.5
+            seq.append(values)
+        topk_logprobs.append(seq)
+    got = entropies_from_topk(topk_logprobs, k=k, temperature=temperature)
+    assert got == _one_token_at_a_time(topk_logprobs, k, temperature)  # bit for bit, not approximately
+    assert [len(e) for e in got] == [0, 1, 7, 64, 33]
+
+
+def test_a_position_without_logprobs_is_named():
+    with pytest.raises(ValueError, match="completion 1, token 2 has no log-probabilities"):
+        entropies_from_topk([[[-0.1]], [[-0.1], [-0.2], [None]]], k=20, temperature=1.0)
+
+
+def test_sasc_sampling_overrides():
+    # SASC asks vLLM not to turn the returned logprobs' tokens into text ...
+    assert sasc_sampling_overrides(None) == {"detokenize": False}
+    kwargs = {"min_tokens": 2}
+    assert sasc_sampling_overrides(kwargs) == {"min_tokens": 2, "detokenize": False}
+    assert kwargs == {"min_tokens": 2}  # the caller's dict (GRPOConfig.generation_kwargs) is left alone
+    # ... unless the caller decided, or stop strings need the text.
+    assert sasc_sampling_overrides({"detokenize": True}) == {"detokenize": True}
+    assert sasc_sampling_overrides({"stop": ["\n\n"]}) == {"stop": ["\n\n"]}
+    assert sasc_sampling_overrides({"stop": []}) == {"stop": [], "detokenize": False}

@@ -119,6 +119,9 @@ def test_sasc_trainer_vllm_colocate_on_cpu(tiny_model_dir, tmp_path, monkeypatch
     )
     check.trainer = trainer
     assert trainer.vllm_generation.logprobs == args.entropy_top_k
+    # Without the text of every returned logprob's token (unread; same ids and logprobs, tests/sampling/test_vllm.py).
+    assert trainer.vllm_generation.generation_kwargs.get("detokenize") is False
+    assert "detokenize" not in (args.generation_kwargs or {})  # the config itself is left alone
     engine_config = trainer.vllm_generation.llm.llm_engine.model_config
     assert engine_config.logprobs_mode == "processed_logprobs" and engine_config.dtype == torch.float32
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
