@@ -50,6 +50,9 @@ class SASCConfig(GRPOConfig, VoteArguments):
             The collapse warning ([`CollapseGuard`]): warn once when the vote was unanimous on at least
             `collapse_threshold` of the groups for `collapse_patience` logged steps (0 = off) while answers are
             missing or the logged metric `collapse_heldout_metric` (if given) fell.
+        no_answer_patience (`int`, defaults to `3`):
+            The no-answer warning ([`NoAnswerGuard`]): warn once when no rollout gave an answer in the first
+            `no_answer_patience` logged steps (or in a shorter run, at its end); 0 turns it off.
     """
 
     reward_funcs: list[str] = field(
@@ -91,6 +94,9 @@ class SASCConfig(GRPOConfig, VoteArguments):
     collapse_heldout_metric: str | None = field(
         default=None, metadata={"help": "Collapse warning: a logged held-out score whose fall counts (optional)."}
     )
+    no_answer_patience: int = field(
+        default=3, metadata={"help": "Warn when no rollout answers in the first N logged steps (0 turns it off)."}
+    )
 
     @property
     def vote_settings(self) -> VoteSettings:
@@ -112,6 +118,8 @@ class SASCConfig(GRPOConfig, VoteArguments):
         if self.entropy_top_k < 1:
             raise ValueError(f"entropy_top_k must be >= 1, got {self.entropy_top_k}")
         self.vote_settings  # noqa: B018 - VoteSettings validates the vote fields and answer_timeout
+        if self.no_answer_patience < 0:
+            raise ValueError(f"no_answer_patience must be >= 0, got {self.no_answer_patience}")
         if not 0.0 < self.collapse_threshold <= 1.0 or self.collapse_patience < 0:
             raise ValueError(
                 f"collapse_threshold must be in (0, 1] and collapse_patience >= 0, got {self.collapse_threshold}, "
