@@ -328,22 +328,26 @@ def test_auto_resume_picks_the_latest_complete_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_real_process_exit_code_and_message(tiny_model_dir, data, tmp_path):
-    """The same through a real ``python -m sasc_ttrl.cli`` process: exit status 2, the error as the last line."""
+    """The same through a real ``python -m sasc_ttrl.cli`` process, where no pytest captures warnings: exit status 2,
+    and the error is all of stderr (no library warning before it)."""
     import os
     import subprocess
     import sys
 
     out = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "sasc_ttrl.cli", "train", "--config", RECIPE,
-        "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(data), "--output_dir", str(out),
-        "--answer_column", "solution",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+    base = [sys.executable, "-m", "sasc_ttrl.cli", "train", "--config", RECIPE, "--output_dir", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
+    runs = {
         f"sasc-ttrl train: error: {data}: answer column 'solution' not found; columns are "
-        "['prompt', 'answer', 'source', 'id']"
-    )
-    assert "Traceback" not in result.stderr
-    assert not out.exists()
+        "['prompt', 'answer', 'source', 'id']": [
+            "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(data), "--answer_column", "solution"
+        ],
+        f"sasc-ttrl train: error: model folder {tmp_path / 'gone'} does not exist": [
+            "--model_name_or_path", str(tmp_path / "gone"), "--dataset_name", str(data)
+        ],
+    }  # fmt: skip
+    for message, extra in runs.items():
+        result = subprocess.run(base + extra, capture_output=True, text=True, env=env)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [message]
+        assert not out.exists()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 
 from trl import GRPOConfig, ScriptArguments
@@ -104,7 +105,11 @@ class SASCConfig(GRPOConfig, VoteArguments):
         return replace(super().vote_settings, vote_log_path=self.vote_log_path)
 
     def __post_init__(self):
-        super().__post_init__()
+        with warnings.catch_warnings():
+            # GRPOConfig's own default (gradient_checkpointing=True) trips transformers' rename warning on every
+            # config, whatever the user wrote; the old name still works (it is an alias of activation_checkpointing).
+            warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
+            super().__post_init__()
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [self.reward_funcs]
         if not self.reward_funcs:
