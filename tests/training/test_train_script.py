@@ -125,6 +125,7 @@ def test_lora_changes_only_adapter_weights_and_merges(tiny_model_dir, tmp_path):
     assert "library_name: peft" in card and "| `LoRA` | r=8, alpha=16, modules: q_proj, v_proj |" in card
     assert "AutoPeftModelForCausalLM.from_pretrained" in card
 
+
 def test_conversational_data_trains_and_extra_columns_reach_rewards(tiny_model_dir, tmp_path):
     """TRL's conversational format passes through (template applied once) and a user reward reads `solution`."""
     from tests.training import user_rewards
