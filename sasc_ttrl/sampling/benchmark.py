@@ -21,7 +21,7 @@ from ..data.benchmarks import Question
 from ..data.prompts import render_prompt
 from ..data.store import append_row, read_samples
 from .generation import SamplingSettings, sample_records
-from .models import load_transformers_model, load_vllm
+from .models import load_tokenizer, load_transformers_model, load_vllm
 from .records import SampleRecord, grade_records
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,6 @@ class BenchmarkSampler:
     def _load(self) -> None:
         logger.info("loading %s with the %s backend", self.model_name_or_path, self.backend)
         if self.backend == "vllm":
-            from transformers import AutoTokenizer
-
             self.model = load_vllm(
                 self.model_name_or_path,
                 seed=self.settings.seed,
@@ -73,7 +71,7 @@ class BenchmarkSampler:
                 dtype=self.dtype,
                 **self.vllm_kwargs,
             )
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name_or_path)
+            self.tokenizer = load_tokenizer(self.model_name_or_path)
         else:
             self.model, self.tokenizer = load_transformers_model(self.model_name_or_path, dtype=self.dtype)
 

@@ -82,12 +82,10 @@ class SelectionBuilder:
         a = self.args
         needs = set().union(*(s.needs for s in self.specs))
         if self.backend == "vllm":
-            from transformers import AutoTokenizer
-
-            from ..sampling.models import load_vllm
+            from ..sampling.models import load_tokenizer, load_vllm
 
             self.llm = load_vllm(a.model_name_or_path, seed=a.seed, entropy_top_k=a.entropy_top_k, dtype=a.dtype)
-            self.tokenizer = AutoTokenizer.from_pretrained(a.model_name_or_path)
+            self.tokenizer = load_tokenizer(a.model_name_or_path)
             if needs & {"token_stats", "hidden_states", "judge"}:
                 # The per-token features and the judge need the logits / hidden states of a transformers model.
                 self.model, _ = load_transformers_model(a.model_name_or_path, dtype=a.dtype)

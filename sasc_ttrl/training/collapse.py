@@ -6,6 +6,9 @@ once, only when the vote has been unanimous on at least ``threshold`` of the gro
 a row *and* either some rollouts still give no answer (so the agreement is not that of a model that simply knows)
 or a held-out score the user logs (``heldout_metric``, e.g. a pass@k of an evaluation callback) has fallen below
 its best value.
+
+A second guard, [`NoAnswerGuard`], warns once when no rollout has given any answer since training started: every
+reward is then 0 and the run learns nothing.
 """
 
 from __future__ import annotations
@@ -60,6 +63,57 @@ class CollapseGuard(TrainerCallback):
             f"possible collapse at step {state.global_step}: the vote was unanimous on >= {100 * self.threshold:.0f}% "
             f"of the groups for {self.streak} logged steps while {why}. The reward now mostly pays for agreement; "
             "check a held-out score, lower the learning rate, or stop here (collapse_patience: 0 turns this off)."
+        )
+        logger.warning(self.message)
+        warnings.warn(self.message, UserWarning, stacklevel=2)
+        self.warned = True
+
+
+class NoAnswerGuard(TrainerCallback):
+    """Warns once when no rollout has given an answer since training started.
+
+    A reward that pays for agreeing with the vote is 0 for every rollout when no rollout gives an answer (nothing to
+    vote on), so GRPO has no signal: the loss stays 0 and the model is saved unchanged. This watches
+    ``<vote>/no_answer_fraction`` and warns when it has been 1.0 for the first ``patience`` logged steps, or, in a run
+    shorter than that, at the end of training. The usual causes: a prompt that does not ask for a final answer in
+    ``\\boxed{}``, a ``max_completion_length`` too short to reach it, or a missing chat template.
+
+    Args:
+        patience: Logged steps without any answer before the warning.
+    """
+
+    def __init__(self, patience: int = 3):
+        if patience < 1:
+            raise ValueError(f"need patience >= 1, got {patience}")
+        self.patience = patience
+        self.silent_steps = 0
+        self.armed = True  # until a logged step shows an answer
+        self.warned = False
+        self.message: str | None = None
+
+    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
+        keys = [k for k in (logs or {}) if k.endswith("/no_answer_fraction")]
+        if not keys or not self.armed:
+            return
+        if min(float(logs[k]) for k in keys) < 1.0:
+            self.armed = False
+            return
+        self.silent_steps += 1
+        if self.silent_steps >= self.patience:
+            self._warn(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.armed and self.silent_steps > 0:
+            self._warn(state.global_step)
+
+    def _warn(self, step: int) -> None:
+        if self.warned:
+            return
+        self.message = (
+            f"no rollout gave an answer in the first {self.silent_steps} logged step(s), up to step {step} "
+            "(no_answer_fraction = 1.0): every reward is 0, so the model gets no training signal. Check that the "
+            "prompt asks for a final answer in \\boxed{} (prompt_style), that max_completion_length leaves room to "
+            "reach it, and that the model has a chat template (no_answer_patience: 0 turns this off)."
         )
         logger.warning(self.message)
         warnings.warn(self.message, UserWarning, stacklevel=2)

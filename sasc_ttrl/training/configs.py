@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, replace
 
 from trl import GRPOConfig, ScriptArguments
@@ -50,6 +51,9 @@ class SASCConfig(GRPOConfig, VoteArguments):
             The collapse warning ([`CollapseGuard`]): warn once when the vote was unanimous on at least
             `collapse_threshold` of the groups for `collapse_patience` logged steps (0 = off) while answers are
             missing or the logged metric `collapse_heldout_metric` (if given) fell.
+        no_answer_patience (`int`, defaults to `3`):
+            The no-answer warning ([`NoAnswerGuard`]): warn once when no rollout gave an answer in the first
+            `no_answer_patience` logged steps (or in a shorter run, at its end); 0 turns it off.
     """
 
     reward_funcs: list[str] = field(
@@ -91,6 +95,9 @@ class SASCConfig(GRPOConfig, VoteArguments):
     collapse_heldout_metric: str | None = field(
         default=None, metadata={"help": "Collapse warning: a logged held-out score whose fall counts (optional)."}
     )
+    no_answer_patience: int = field(
+        default=3, metadata={"help": "Warn when no rollout answers in the first N logged steps (0 turns it off)."}
+    )
 
     @property
     def vote_settings(self) -> VoteSettings:
@@ -98,7 +105,11 @@ class SASCConfig(GRPOConfig, VoteArguments):
         return replace(super().vote_settings, vote_log_path=self.vote_log_path)
 
     def __post_init__(self):
-        super().__post_init__()
+        with warnings.catch_warnings():
+            # GRPOConfig's own default (gradient_checkpointing=True) trips transformers' rename warning on every
+            # config, whatever the user wrote; the old name still works (it is an alias of activation_checkpointing).
+            warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
+            super().__post_init__()
         if isinstance(self.reward_funcs, str):
             self.reward_funcs = [self.reward_funcs]
         if not self.reward_funcs:
@@ -112,6 +123,8 @@ class SASCConfig(GRPOConfig, VoteArguments):
         if self.entropy_top_k < 1:
             raise ValueError(f"entropy_top_k must be >= 1, got {self.entropy_top_k}")
         self.vote_settings  # noqa: B018 - VoteSettings validates the vote fields and answer_timeout
+        if self.no_answer_patience < 0:
+            raise ValueError(f"no_answer_patience must be >= 0, got {self.no_answer_patience}")
         if not 0.0 < self.collapse_threshold <= 1.0 or self.collapse_patience < 0:
             raise ValueError(
                 f"collapse_threshold must be in (0, 1] and collapse_patience >= 0, got {self.collapse_threshold}, "

@@ -89,17 +89,57 @@ def _gather_records(records: list[dict]) -> tuple[list[dict], int, bool]:
     return [rec for _, r in per_rank for rec in r], offset, state.is_main_process
 
 
-def _append_vote_log(path: str, vote: str, groups: list[list[int]], records: list[dict], votes: list[VoteResult]):
-    """Append one JSON line per group to ``path`` (flushed line by line)."""
+class VoteLogCounter:
+    """Numbers the groups a reward function votes on, so that each vote-log line has an id unique across the run.
+
+    A group's id is ``"<step>-<i>"``: ``step`` is the training step its batch is generated for (``global_step + 1``
+    of the ``trainer_state`` TRL hands to rewards, the step under which TRL logs the vote's metrics) and ``i`` counts
+    the groups voted on at that step (several generation batches can fall in one step when
+    ``gradient_accumulation_steps`` exceeds ``steps_per_generation``). Without a trainer state (a reward called
+    outside a trainer), the id is ``i`` counted over every call.
+    """
+
+    def __init__(self):
+        self.step: int | None = None
+        self.count = 0
+
+    def ids(self, trainer_state: Any, n_groups: int) -> tuple[int | None, list[str]]:
+        """The step and the ids of the next ``n_groups`` groups."""
+        step = None if trainer_state is None else int(trainer_state.global_step) + 1
+        if step != self.step:
+            self.step, self.count = step, 0
+        first, self.count = self.count, self.count + n_groups
+        prefix = "" if step is None else f"{step}-"
+        return step, [f"{prefix}{first + j}" for j in range(n_groups)]
+
+
+def _append_vote_log(
+    path: str,
+    vote: str,
+    groups: list[list[int]],
+    records: list[dict],
+    votes: list[VoteResult],
+    step: int | None = None,
+    group_ids: Sequence[str] | None = None,
+):
+    """Append one JSON line per group to ``path`` (flushed line by line).
+
+    Each line holds ``step`` and ``group`` (see [`VoteLogCounter`]), ``batch_group`` (the group's index in its batch:
+    its ``rollout_group``, or its position when there is none), the rollouts' answers, instabilities and ranks, and
+    the vote's outcome.
+    """
     import json
     import os
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
-        for idx, result in zip(groups, votes):
+        for position, (idx, result) in enumerate(zip(groups, votes)):
+            batch_group = records[idx[0]]["group"]
             line = {
                 "vote": vote,
-                "group": records[idx[0]]["group"],
+                "step": step,
+                "group": group_ids[position] if group_ids is not None else str(position),
+                "batch_group": position if batch_group is None else batch_group,
                 "answers": [records[i]["answer"] for i in idx],
                 "instabilities": [records[i]["instability"] for i in idx],
                 "ranks": [records[i]["rank"] for i in idx],
@@ -121,6 +161,8 @@ def vote_and_reward(
     answer: Sequence[Any] | None = None,
     log_metric: Callable[[str, float], None] | None = None,
     log_extra: Callable[[str, list], None] | None = None,
+    trainer_state: Any = None,
+    log_counter: VoteLogCounter | None = None,
 ) -> list[float]:
     """Gather the batch across processes, vote per group, log diagnostics, return the local rewards.
 
@@ -132,6 +174,8 @@ def vote_and_reward(
         rollout_group: Local per-completion group indices (global across processes).
         answer: Local hidden answers, for diagnostics only.
         log_metric, log_extra: TRL's logging hooks.
+        trainer_state: TRL's ``TrainerState``; its step goes into the vote log.
+        log_counter: Numbers the vote log's groups across calls (one per reward function).
     """
     if vote == "sasc" and token_entropies is None:
         raise ValueError(
@@ -194,8 +238,10 @@ def vote_and_reward(
         group_answers.append(answers)
         golds.append(all_records[idx[0]]["gold"])
 
-    if settings.vote_log_path and is_main:
-        _append_vote_log(settings.vote_log_path, vote, groups, all_records, votes)
+    if settings.vote_log_path:
+        step, ids = (log_counter or VoteLogCounter()).ids(trainer_state, len(groups))
+        if is_main:
+            _append_vote_log(settings.vote_log_path, vote, groups, all_records, votes, step=step, group_ids=ids)
     if log_metric is not None:
         metrics = group_diagnostics(
             votes,
@@ -217,6 +263,7 @@ def vote_and_reward(
 def _make_vote_reward(vote: str, name: str, doc: str):
     def factory(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
         settings = settings or VoteSettings()
+        counter = VoteLogCounter()
 
         def reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
             return vote_and_reward(
@@ -229,6 +276,8 @@ def _make_vote_reward(vote: str, name: str, doc: str):
                 answer=answer,
                 log_metric=kwargs.get("log_metric"),
                 log_extra=kwargs.get("log_extra"),
+                trainer_state=kwargs.get("trainer_state"),
+                log_counter=counter,
             )
 
         reward.__name__ = reward.__qualname__ = name  # TRL logs it as rewards/<name>/mean
@@ -302,6 +351,32 @@ def make_fixed_label_reward(settings: VoteSettings | None = None) -> Callable[..
 
 
 register_reward("fixed_label", make_fixed_label_reward)
+
+
+def is_registry_reference(name: str) -> bool:
+    """Whether a reward given as a string is ours to resolve: a registered name or a dotted import path.
+
+    Anything else (``org/model``, a local folder) is left to TRL, which loads strings as reward models. A dotted path
+    here is a Python path: dot-separated identifiers, no ``/``, and not an existing local folder.
+    """
+    import os
+
+    if name in REWARD_FACTORIES:
+        return True
+    parts = name.split(".")
+    return len(parts) > 1 and all(p.isidentifier() for p in parts) and not os.path.exists(name)
+
+
+def resolve_reward_funcs(reward_funcs: Any, settings: VoteSettings | None = None) -> list[Any]:
+    """Turn the registry names and dotted paths among ``reward_funcs`` into reward functions; keep the rest.
+
+    ``SASCTrainer(reward_funcs=["sasc", my_fn])`` gives TRL ``[<sasc reward with settings>, my_fn]``; reward-model
+    ids and model objects pass through unchanged for TRL to load. A single value counts as a list of one.
+    """
+    funcs = reward_funcs if isinstance(reward_funcs, (list, tuple)) else [reward_funcs]
+    return [
+        get_reward_funcs([f], settings)[0] if isinstance(f, str) and is_registry_reference(f) else f for f in funcs
+    ]
 
 
 def get_reward_funcs(names: Sequence[str], settings: VoteSettings | None = None) -> list[Callable[..., list[float]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
@@ -11,9 +12,10 @@ from trl.extras.profiling import profiling_context
 
 from ..sampling.entropy_capture import capture_topk_entropies, forward_topk_entropies
 from ..sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, sasc_sampling_overrides
-from .collapse import CollapseGuard
+from .collapse import CollapseGuard, NoAnswerGuard
 from .configs import SASCConfig
-from .rewards import get_reward_funcs
+from .model_card import CardFacts, build_model_card
+from .rewards import get_reward_funcs, resolve_reward_funcs
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +47,10 @@ class SASCTrainer(GRPOTrainer):
        ``num_generations`` rollouts of a group, then only ``train_generations`` of them per group are kept for the
        loss (``args.train_selection``), and ``num_items_in_batch`` is recomputed over the kept ones.
     4. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
-       with the vote hyper-parameters of ``args``.
+       with the vote hyper-parameters of ``args``. Registry names and dotted paths given in ``reward_funcs``
+       (``["sasc", my_fn]``) are resolved the same way; other strings are left to TRL (reward-model ids).
+    5. Two one-time warnings watch the logs ([`CollapseGuard`], [`NoAnswerGuard`]), and `create_model_card` writes
+       a card that states the base model, the data, the vote and training settings, and the method's citations.
 
     Nothing else changes: generation itself, advantages, loss and logging are GRPOTrainer's own. Tool calling and
     custom ``rollout_func`` are not supported (their completions interleave tokens the model did not sample).
@@ -62,6 +67,8 @@ class SASCTrainer(GRPOTrainer):
             raise NotImplementedError("SASCTrainer does not support tools or rollout_func")
         if reward_funcs is None:
             reward_funcs = get_reward_funcs(args.reward_funcs, args.vote_settings)
+        else:
+            reward_funcs = resolve_reward_funcs(reward_funcs, args.vote_settings)
         if args.use_vllm and args.entropy_top_k > VLLM_MAX_LOGPROBS:
             raise ValueError(
                 f"entropy_top_k={args.entropy_top_k} exceeds vLLM's default max_logprobs ({VLLM_MAX_LOGPROBS})"
@@ -71,7 +78,10 @@ class SASCTrainer(GRPOTrainer):
             self.add_callback(
                 CollapseGuard(args.collapse_threshold, args.collapse_patience, args.collapse_heldout_metric)
             )
+        if args.no_answer_patience > 0:
+            self.add_callback(NoAnswerGuard(args.no_answer_patience))
         self._captured_entropies: list[list[float]] | None = None
+        self.card_dataset_name: str | None = None  # named by the model card when create_model_card is given none
         if self.use_vllm:
             # Ask vLLM for the top-k logprobs of every generated token (TRL asks for 0: the sampled token only).
             self.vllm_generation.logprobs = args.entropy_top_k
@@ -93,6 +103,51 @@ class SASCTrainer(GRPOTrainer):
                     "transformers path",
                     ", ".join(k for k, v in truncating.items() if v),
                 )
+
+    # -- model card -----------------------------------------------------------------------------------------
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | None = None,
+        tags: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write ``README.md`` into ``args.output_dir``: what was trained from what, how, and whom to cite.
+
+        Replaces TRL's card (`sasc_ttrl.training.model_card`). Extra keyword arguments (``Trainer.push_to_hub`` passes
+        some) are ignored.
+        """
+        if not self.is_world_process_zero():
+            return
+        from peft import PeftModel
+
+        model = self.accelerator.unwrap_model(self.model)
+        adapter = isinstance(model, PeftModel)
+        lora: dict[str, Any] = {}
+        if adapter:
+            config = model.peft_config[model.active_adapter]
+            base_model = config.base_model_name_or_path
+            lora = {"r": getattr(config, "r", None), "lora_alpha": getattr(config, "lora_alpha", None)}
+            lora["target_modules"] = getattr(config, "target_modules", None)
+        else:
+            base_model = getattr(model.config, "_name_or_path", None) or None
+        facts = CardFacts(
+            model_name=model_name or os.path.basename(os.path.normpath(self.args.output_dir)),
+            base_model=base_model,
+            reward_names=list(self.reward_func_names),
+            args=self.args,
+            dataset_name=dataset_name or self.card_dataset_name,
+            hub_model_id=(getattr(self, "hub_model_id", None) or self.args.hub_model_id)
+            if self.args.push_to_hub
+            else None,
+            adapter=adapter,
+            lora=lora,
+            global_step=self.state.global_step,
+            num_processes=self.accelerator.num_processes,
+            tags=[tags] if isinstance(tags, str) else list(tags or []),
+        )
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        build_model_card(facts).save(os.path.join(self.args.output_dir, "README.md"))
 
     # -- capture ---------------------------------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):

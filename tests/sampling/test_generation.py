@@ -235,3 +235,30 @@ def test_sample_vllm_on_the_tiny_model(model_and_tokenizer, tiny_model_dir):
         assert record.entropies == pytest.approx(expected, abs=1e-3)
     again = sample_vllm(llm, prompts[1:], **SETTINGS, sample_keys=[1], tokenizer=tokenizer)
     assert [r.token_ids for r in again[0]] == [r.token_ids for r in groups[1]]
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_serves_a_lora_adapter_folder_merged(tiny_model_dir, tiny_adapter_dir):
+    """`load_vllm` on an adapter folder (no config.json of its own) samples from base + adapter: its entropies are
+    those of the merged model, not of the base. Skipped without vLLM."""
+    pytest.importorskip("vllm")
+    merged, tokenizer = load_transformers_model(str(tiny_adapter_dir), dtype="float32", device="cpu")
+    base, _ = load_transformers_model(str(tiny_model_dir), dtype="float32", device="cpu")
+    llm = load_vllm(str(tiny_adapter_dir), seed=0, entropy_top_k=20, dtype="float32", max_model_len=512)
+    prompts = [render_prompt(q, tokenizer) for q in QUESTIONS[:2]]
+    groups = sample_vllm(llm, prompts, **SETTINGS, tokenizer=tokenizer)
+    flat = [(ids, r) for ids, g in zip(encode_prompts(tokenizer, prompts), groups) for r in g]
+
+    def entropies(model):
+        return forward_topk_entropies(
+            model, [p for p, _ in flat], [r.token_ids for _, r in flat], k=20,
+            temperature=SETTINGS["temperature"], pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+
+    for (_, record), expected in zip(flat, entropies(merged)):
+        assert record.entropies == pytest.approx(expected, abs=1e-3)
+    worst_vs_base = max(
+        abs(a - b) for (_, record), ref in zip(flat, entropies(base)) for a, b in zip(record.entropies, ref)
+    )
+    assert worst_vs_base > 1e-2, "the adapter should change the model"

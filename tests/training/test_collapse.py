@@ -1,4 +1,4 @@
-"""The collapse signals (unanimous share, label entropy) and the one-time collapse warning."""
+"""The collapse signals (unanimous share, label entropy), the one-time collapse warning, and the no-answer warning."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from sasc_ttrl.core.label_diagnostics import group_diagnostics, label_entropy
 from sasc_ttrl.core.voting import majority_vote
-from sasc_ttrl.training.collapse import CollapseGuard
+from sasc_ttrl.training.collapse import CollapseGuard, NoAnswerGuard
 
 
 def test_label_entropy_in_bits():
@@ -90,3 +90,66 @@ def test_the_trainer_installs_the_guard_unless_turned_off(tiny_model_dir, tmp_pa
     (guard,) = guards(collapse_threshold=0.8, collapse_patience=5, collapse_heldout_metric="eval_x")
     assert (guard.threshold, guard.patience, guard.heldout_metric) == (0.8, 5, "eval_x")
     assert guards(collapse_patience=0) == []
+
+
+# -- no answers at all -----------------------------------------------------------------------------------------------
+def test_no_answer_warning_after_patience_silent_steps():
+    guard = NoAnswerGuard(patience=3)
+    _log(guard, 1, loss=0.0)  # a log without the vote's metrics does not count
+    _log(guard, 2, **{"sasc/no_answer_fraction": 1.0})
+    _log(guard, 3, **{"sasc/no_answer_fraction": 1.0})
+    assert not guard.warned
+    with pytest.warns(
+        UserWarning, match=r"no rollout gave an answer in the first 3 logged step\(s\), up to step 4"
+    ) as caught:
+        _log(guard, 4, **{"sasc/no_answer_fraction": 1.0})
+        _log(guard, 5, **{"sasc/no_answer_fraction": 1.0})
+        guard.on_train_end(None, SimpleNamespace(global_step=5), None)
+    assert len(caught) == 1 and "\\boxed{}" in guard.message and "max_completion_length" in guard.message
+
+
+def test_no_warning_once_any_rollout_answered(recwarn):
+    guard = NoAnswerGuard(patience=2)
+    _log(guard, 1, **{"majority/no_answer_fraction": 1.0})
+    _log(guard, 2, **{"majority/no_answer_fraction": 0.9})  # one answer: the data and prompt can work
+    for step in (3, 4, 5):
+        _log(guard, step, **{"majority/no_answer_fraction": 1.0})
+    guard.on_train_end(None, SimpleNamespace(global_step=5), None)
+    assert not guard.warned and not recwarn.list
+
+
+def test_a_short_silent_run_warns_at_its_end():
+    guard = NoAnswerGuard(patience=3)
+    _log(guard, 1, **{"sasc/no_answer_fraction": 1.0})
+    with pytest.warns(UserWarning, match=r"in the first 1 logged step\(s\), up to step 1"):
+        guard.on_train_end(None, SimpleNamespace(global_step=1), None)
+    with pytest.raises(ValueError):
+        NoAnswerGuard(patience=0)
+
+
+def test_a_run_without_answers_warns(tiny_model_dir, tmp_path):
+    """8 completion tokens never reach "The answer is \\boxed{..}" (the tiny model's answers are ~30 characters in):
+    every reward is 0, and the trainer says so once."""
+    from transformers import AutoTokenizer
+
+    from sasc_ttrl.data.training_data import load_math_dataset
+    from sasc_ttrl.demo.tiny_model import write_tiny_dataset
+    from sasc_ttrl.training.trainer import SASCTrainer
+    from tests.training.test_trainer import tiny_config
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    data = load_math_dataset(str(write_tiny_dataset(tmp_path / "sums.json", n=4)), tokenizer=tokenizer)
+    args = tiny_config(tmp_path, max_completion_length=8, max_steps=2, no_answer_patience=2, collapse_patience=0)
+    trainer = SASCTrainer(model=str(tiny_model_dir), args=args, train_dataset=data, processing_class=tokenizer)
+    (guard,) = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, NoAnswerGuard)]
+    with pytest.warns(UserWarning, match=r"no rollout gave an answer in the first 2 logged step\(s\), up to step 2"):
+        trainer.train()
+    logged = [e["sasc/no_answer_fraction"] for e in trainer.state.log_history if "sasc/no_answer_fraction" in e]
+    assert logged == [1.0, 1.0]
+    assert all(e["reward"] == 0.0 for e in trainer.state.log_history if "reward" in e)
+    assert guard.warned
+    no_guard = SASCTrainer(
+        model=str(tiny_model_dir), args=tiny_config(tmp_path, no_answer_patience=0), train_dataset=data,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    assert not [cb for cb in no_guard.callback_handler.callbacks if isinstance(cb, NoAnswerGuard)]

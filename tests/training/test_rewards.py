@@ -398,7 +398,9 @@ def test_vote_log_path_writes_one_line_per_group(tmp_path):
     stds = GROUP_STDS + [0.9, 0.1, 0.2, 0.3, 0.4]
     got = _trl_call(func, ["p"] * 10, texts, stds, rollout_group=[3] * 5 + [4] * 5)
     lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [line["group"] for line in lines] == [3, 4]
+    assert [line["batch_group"] for line in lines] == [3, 4]
+    # No trainer state (called outside a trainer): no step, groups numbered over every call.
+    assert [(line["step"], line["group"]) for line in lines] == [(None, "0"), (None, "1")]
     assert lines[0]["answers"] == GROUP_ANSWERS
     assert lines[0]["pseudo_label"] == "7"
     assert lines[0]["kept"] == [True, True, True, True, False]
@@ -408,4 +410,50 @@ def test_vote_log_path_writes_one_line_per_group(tmp_path):
     assert all(line["vote"] == "sasc" and set(line["ranks"]) == {0} for line in lines)
     # Appends on the next call.
     _trl_call(func, ["p"] * 10, texts, stds, rollout_group=[3] * 5 + [4] * 5)
-    assert len(path.read_text().splitlines()) == 4
+    assert [json.loads(line)["group"] for line in path.read_text().splitlines()] == ["0", "1", "2", "3"]
+
+
+def test_vote_log_group_ids_are_unique_across_steps_and_batches(tmp_path):
+    """Group ids are "<step>-<i>", step = trainer_state.global_step + 1; two batches in one step keep counting."""
+    import json
+    from types import SimpleNamespace
+
+    path = tmp_path / "votes.jsonl"
+    (func,) = get_reward_funcs(["majority"], VoteSettings(vote_log_path=str(path)))
+    texts = ["\\boxed{1}", "\\boxed{1}", "\\boxed{2}", "\\boxed{2}"]
+    for global_step in (0, 0, 1):  # two generation batches at step 1 (accumulation), one at step 2
+        func(
+            prompts=["a", "a", "b", "b"], completions=texts, completion_ids=[[1]] * 4, rollout_group=[0, 0, 1, 1],
+            trainer_state=SimpleNamespace(global_step=global_step),
+        )  # fmt: skip
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 1, 1, 1, 2, 2]
+    assert [line["group"] for line in lines] == ["1-0", "1-1", "1-2", "1-3", "2-0", "2-1"]
+    assert [line["batch_group"] for line in lines] == [0, 1, 0, 1, 0, 1]
+    assert len({line["group"] for line in lines}) == len(lines)
+
+
+def test_registry_names_in_reward_funcs_resolve_and_the_rest_go_to_trl(tmp_path):
+    import json
+
+    from sasc_ttrl.training.rewards import is_registry_reference, resolve_reward_funcs
+
+    def mine(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    settings = VoteSettings(filter_ratio=0.5, vote_log_path=str(tmp_path / "votes.jsonl"))
+    sasc, own, hub, dotted = resolve_reward_funcs(
+        ["sasc", mine, "org/reward-model", "tests.training.test_rewards.Recorder"], settings
+    )
+    assert sasc.__name__ == "sasc_reward" and own is mine and hub == "org/reward-model"
+    assert dotted is Recorder
+    # The registry's reward carries the given vote settings: filter_ratio 0.5 gates 2 of 5 rollouts (0.2 gates 1).
+    _trl_call(sasc, ["p"] * 5, GROUP_TEXTS, GROUP_STDS)
+    (line,) = [json.loads(x) for x in (tmp_path / "votes.jsonl").read_text().splitlines()]
+    assert line["kept"] == [True, True, True, False, False]
+    (single,) = resolve_reward_funcs("majority", settings)
+    assert single.__name__ == "majority_reward"
+    assert not is_registry_reference("Qwen/Qwen2.5-Math-RM-72B")
+    assert not is_registry_reference("./my.reward.model")
+    with pytest.raises(ValueError, match="could not import reward function 'no_such_pkg.reward'"):
+        resolve_reward_funcs(["no_such_pkg.reward"], settings)

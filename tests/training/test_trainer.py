@@ -71,15 +71,17 @@ def trained(tiny_model_dir, tmp_path_factory):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     spy = Spy()
     args = tiny_config(tmp, vote_log_path=str(tmp / "votes.jsonl"))
-    trainer = SASCTrainer(
-        model=model,
-        reward_funcs=get_reward_funcs(["sasc"], args.vote_settings) + [spy],
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-    )
+    # As a library user writes it: a registry name beside a callable ("sasc" must not go to the hub as a model id).
+    trainer = SASCTrainer(model=model, reward_funcs=["sasc", spy], args=args, train_dataset=dataset,
+                          processing_class=tokenizer)  # fmt: skip
     trainer.train()
     return {"trainer": trainer, "spy": spy, "before": before, "tokenizer": tokenizer, "tmp": tmp}
+
+
+def test_registry_names_resolve_with_the_config_settings(trained):
+    trainer = trained["trainer"]
+    assert trainer.reward_func_names == ["sasc_reward", "spy_reward"]
+    assert (trained["tmp"] / "votes.jsonl").is_file()  # the config's vote_log_path reached the resolved reward
 
 
 def test_parameters_change(trained):
@@ -134,6 +136,10 @@ def test_sasc_metrics_and_vote_log(trained):
         assert name in logged, name
     lines = [json.loads(x) for x in (trained["tmp"] / "votes.jsonl").read_text().splitlines()]
     assert len(lines) == 4  # 2 steps x 2 groups
+    # Each line says which training step voted, and its group id is unique across the run.
+    assert [line["step"] for line in lines] == [1, 1, 2, 2]
+    assert [line["group"] for line in lines] == ["1-0", "1-1", "2-0", "2-1"]
+    assert [line["batch_group"] for line in lines] == [0, 1, 0, 1]
     for line in lines:
         answered = sum(a is not None for a in line["answers"])
         # floor(0.2 * answered) dropped, at least one kept
