@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -17,8 +18,9 @@ from sasc_ttrl.commands.self_improve import (
     round_summary,
     sft_examples,
 )
+from sasc_ttrl.core.errors import ConfigError
 from sasc_ttrl.data.prompts import build_prompt
-from sasc_ttrl.demo.tiny_model import build_tokenizer, write_tiny_dataset
+from sasc_ttrl.demo.tiny_model import build_tokenizer, synthetic_problem, write_tiny_dataset
 
 
 def test_kept_texts_are_distinct_agreeing_and_capped():
@@ -142,3 +144,97 @@ def test_self_improve_end_to_end_on_the_tiny_model_with_resume(tiny_model_dir, t
     # Other settings are refused.
     with pytest.raises(ValueError, match="other settings"):
         self_improve.main(args(2, n_samples=3))
+
+
+# -- guidance strategies -------------------------------------------------------------------------------------------
+def test_guidance_arguments_and_data_checks(tmp_path):
+    assert SelfImproveArguments(model_name_or_path="m", dataset_name="q").guidance == "socratic"  # the default
+    with pytest.raises(ValueError, match="guidance must be one of"):
+        SelfImproveArguments(model_name_or_path="m", dataset_name="q", guidance="hints")
+    with pytest.raises(ValueError, match="teacher_api_base"):
+        SelfImproveArguments(model_name_or_path="m", dataset_name="q", guidance="interactive")
+    assert SelfImproveArguments(model_name_or_path="m", dataset_name="q", guidance="interactive", guided=False)
+    # rationale guidance on data without a solution column: refused before any model loads
+    data = write_tiny_dataset(tmp_path / "sums.json", n=3, seed=1)
+    args = SelfImproveArguments(
+        model_name_or_path=str(tmp_path / "no-model"),
+        dataset_name=str(data),
+        guidance="rationale",
+        output_dir=str(tmp_path / "si"),
+    )
+    with pytest.raises(ConfigError, match="reference solutions"):
+        self_improve.main(args)
+    summary = round_summary([{**row("a", True, ["x"], 0, False), "guided": True}, row("b", True, [], 0, False)])
+    assert summary["hard_questions"] == 2 and summary["guided_questions"] == 1
+
+
+def sums_with_solutions(path, n, seed):
+    """Tiny sums with a worked ``solution`` column (the reference rationale)."""
+    rng = random.Random(seed)
+    rows = [{**synthetic_problem(rng), "id": f"s{i}"} for i in range(n)]
+    path.write_text(json.dumps(rows))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guidance", ["answer", "rationale", "interactive", "state_reset"])
+def test_guided_round_on_the_tiny_model(guidance, tiny_model_dir, tmp_path):
+    from tests.sampling.test_guidance import TEACHER_REPLY, LoopbackTeacher
+
+    data = sums_with_solutions(tmp_path / "sums.json", n=6, seed=11)
+    teacher = LoopbackTeacher()
+    try:
+        args = SelfImproveArguments(
+            model_name_or_path=str(tiny_model_dir),
+            dataset_name=str(data),
+            rounds=1,
+            n_samples=4,
+            temperature=1.0,
+            max_tokens=40,
+            hard_threshold=0.75,
+            target="gold",
+            guidance=guidance,
+            teacher_api_base=teacher.api_base,
+            teacher_max_retries=0,
+            learning_rate=1e-3,
+            per_device_train_batch_size=8,
+            max_length=256,
+            seed=0,
+            stop_after_round=0,
+            output_dir=str(tmp_path / "si"),
+        )
+        [summary] = self_improve.main(args)
+    finally:
+        teacher.close()
+    rows = [json.loads(line) for line in (tmp_path / "si" / "round_0" / "rollouts.jsonl").read_text().splitlines()]
+    questions = {q["id"]: q for q in json.loads(data.read_text())}
+    hard = [r for r in rows if r["hard"]]
+    assert (
+        hard
+        and summary["hard_questions"] == len(hard)
+        and summary["guided_questions"] == sum(r["guided"] for r in hard)
+    )
+    assert all(r["guidance"] == guidance for r in rows) and not any(r["guided"] for r in rows if not r["hard"])
+    for r in hard:
+        q = questions[r["id"]]
+        assert r["target_answer"] == q["answer"]  # gold targets never move
+        if not r["guided"]:
+            assert r["guidance_note"] and "hinted_answers" not in r
+            continue
+        assert len(r["hinted_answers"]) == 4 and len(r["hinted_agree"]) == 4
+        if guidance == "answer":
+            assert f"final answer is {q['answer']}" in r["hint"]
+        elif guidance == "rationale":
+            assert q["solution"] in r["hint"]
+        elif guidance == "interactive":
+            assert TEACHER_REPLY in r["hint"]
+        else:  # state reset: the prefix of an agreeing attempt, or the solution's "a + b = c." when none agrees
+            assert r["hint"] is None and r["reset_prefix"]
+            assert r["reset_prefix"] == q["solution"].split(" The answer")[0] or any(r["agree"])
+    if guidance == "interactive":
+        assert len(teacher.requests) == sum(r["guided"] for r in hard) > 0
+    # every kept rollout agrees with the target; a guided one is kept under the original question (sft_data)
+    sft = [json.loads(line) for line in (tmp_path / "si" / "round_0" / "sft_data.jsonl").read_text().splitlines()]
+    assert summary["sft_examples"] == len(sft) == sum(len(r["kept"]) for r in rows)
+    assert all("Hint" not in json.dumps(e["prompt"]) for e in sft)
+    assert summary["hard_coverage"] >= summary["hard_coverage_without_hints"]
