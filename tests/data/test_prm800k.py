@@ -182,6 +182,15 @@ def test_prm800k_rows_from_a_file(prm800k_file):
     assert len(prm800k_rows([str(prm800k_file)], PRM800KSettings(), limit=2)) == 2
 
 
+def test_a_folder_of_prm800k_files_reads_like_the_files(prm800k_file):
+    # A folder (or a hub name) goes through the datasets loader: the same rows and labels, keys by row index.
+    by_file = prm800k_rows([str(prm800k_file)], PRM800KSettings(mode="prod"))
+    by_folder = prm800k_rows([str(prm800k_file.parent)], PRM800KSettings(mode="prod"))
+    assert [r["id"] for r in by_folder] == [f"{prm800k_file.parent}:{i}" for i in (0, 1, 5)]
+    strip = [{k: v for k, v in r.items() if k != "id"} for r in by_file]
+    assert [{k: v for k, v in r.items() if k != "id"} for r in by_folder] == strip
+
+
 def test_prm800k_rows_refuse_other_formats(tmp_path):
     wrong = tmp_path / "rows.jsonl"
     wrong.write_text(json.dumps({"question": "What is 1 + 1?", "answer": "2"}) + "\n")
