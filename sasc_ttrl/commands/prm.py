@@ -6,19 +6,26 @@ Command::
         --k 4 --rule any --target pseudo_label --output_dir outputs/prm
     sasc-ttrl build ... --methods verifier --verifier_model_name_or_path outputs/prm/orm   # rerank with it
 
-The input is a builder output written with ``--save_candidates``. Three stages (``--stages``), each resumable:
+The input is a builder output written with ``--save_candidates``, or human step labels in PRM800K's format
+(``--prm800k_data``, see below). Three stages (``--stages``), each resumable:
 
 1. ``label``: every candidate's steps are labelled by Monte-Carlo completion ([`step_labels`]) against the
    pseudo-label (``--target pseudo_label``, default) or the reference answer (``--target gold``, only when you may
    use it). Rows go to ``step_labels.jsonl``, one per question, appended and fsynced; a rerun skips the questions
    the file holds, and a rerun with other labelling settings is refused (``--overwrite`` starts over). Every row
-   records its ``target``.
+   records its ``target``. With ``--prm800k_data`` (PRM800K JSONL files, folders or hub names; phase 1 and phase 2
+   rows) the labels are the human ratings instead, as Lightman et al. train their PRM ([`data.prm800k`]):
+   ``--prm800k_paths chosen`` (one path per row) or ``prod`` (every combination of the alternatives, at most
+   ``--prm800k_max_paths`` per row), ``--prm800k_neutral good`` (the paper's reading of a neutral step; ``bad`` or
+   ``ignore``: left out of the loss); the rows are written at once (``target: prm800k``).
 2. ``prm``: token classification (2 labels, ``AutoModelForTokenClassification``) at the step separators with
    transformers' ``Trainer``: labels on each separator's last token, -100 elsewhere. Saved to ``prm/``.
 3. ``orm``: an outcome verifier with TRL's ``RewardTrainer`` on pairs (chosen = a candidate agreeing with the
    target, rejected = one that does not), written to ``orm_pairs.jsonl``; saved to ``orm/``.
 
-A finished stage (its folder exists) is skipped. Both models load in the builder's ``verifier`` method:
+A finished stage (its folder exists) is skipped; without ``--stages`` all three run on builder data, ``label`` and
+``prm`` on PRM800K (its rows hold no sampled candidates to pair). Both models load in the builder's ``verifier`` and
+``verifier-vote`` methods:
 ``--verifier_kind orm`` with ``orm/``, ``--verifier_kind prm`` with ``prm/`` (the token-classification head is
 recognised and scored at the separators).
 """
@@ -36,12 +43,13 @@ from tqdm.auto import tqdm
 from trl import TrlParser
 
 from ..core.answers import DEFAULT_TIMEOUT_SECONDS
+from ..data.prm800k import NEUTRAL_MODES, PATH_MODES, PRM800KSettings, prm800k_rows
 from ..data.prompts import PROMPT_STYLES, check_prompt_style, render_prompt
 from ..data.rollouts import QuestionRollouts, agreement, builder_prompt_style, read_builder_rollouts
 from ..data.store import append_row, check_run_settings, field_defaults, read_samples, save_model_atomic, write_atomic
 from ..sampling.generation import BACKENDS, SamplingSettings, resolve_backend, sample_records
 from ..sampling.models import load_transformers_model
-from ..selection.step_labels import RULES, StepLabelSettings, encode_steps, label_steps
+from ..selection.step_labels import IGNORE_INDEX, RULES, StepLabelSettings, encode_steps, label_steps
 from ..training.sft import TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -64,6 +72,12 @@ LABEL_KEYS = (
     "seed",
     "limit",
     "prompt_style",
+    "prm800k_data",
+    "prm800k_split",
+    "prm800k_paths",
+    "prm800k_neutral",
+    "prm800k_max_paths",
+    "prm800k_keep_control_rows",
 )
 
 
@@ -78,7 +92,28 @@ class PRMArguments(TrainSettings):
         default=None, metadata={"help": "Samples the continuations; initialises the PRM and the verifier."}
     )
     output_dir: str = field(default="outputs/prm", metadata={"help": "Output directory."})
-    stages: list[str] = field(default_factory=lambda: list(STAGES), metadata={"help": f"Stages: {STAGES}."})
+    stages: list[str] | None = field(
+        default=None,
+        metadata={"help": f"Stages: {STAGES} (default: all on builder data, label and prm on PRM800K)."},
+    )
+    prm800k_data: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "PRM800K-format step labels (JSONL files, folders or hub names) instead of Monte-Carlo ones."
+        },
+    )
+    prm800k_split: str = field(default="train", metadata={"help": "Split of PRM800K hub data sets."})
+    prm800k_paths: str = field(
+        default="chosen",
+        metadata={"help": f"PRM800K row -> paths: {' or '.join(PATH_MODES)} (every combination of the alternatives)."},
+    )
+    prm800k_neutral: str = field(
+        default="good", metadata={"help": f"Label of a neutral (0) PRM800K step: {', '.join(NEUTRAL_MODES)}."}
+    )
+    prm800k_max_paths: int = field(default=64, metadata={"help": "prm800k_paths=prod: at most this many per row."})
+    prm800k_keep_control_rows: bool = field(
+        default=False, metadata={"help": "Keep PRM800K's quality-control and initial-screening rows."}
+    )
     k: int = field(default=4, metadata={"help": "Continuations sampled per step prefix."})
     rule: str = field(default="any", metadata={"help": f"Step label rule: {' or '.join(RULES)}."})
     threshold: float = field(default=0.5, metadata={"help": "rule=share: share of continuations that must agree."})
@@ -105,22 +140,41 @@ class PRMArguments(TrainSettings):
     overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
 
     def __post_init__(self):
+        if isinstance(self.prm800k_data, str):
+            self.prm800k_data = [self.prm800k_data]
+        if self.stages is None:
+            self.stages = ["label", "prm"] if self.prm800k_data else list(STAGES)
         if isinstance(self.stages, str):
             self.stages = self.stages.replace(",", " ").split()
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown or not self.stages:
             raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
-        if self.dataset_path is None or self.model_name_or_path is None:
-            raise ValueError("dataset_path (a builder output) and model_name_or_path are required")
+        if self.model_name_or_path is None:
+            raise ValueError("model_name_or_path is required")
+        if self.prm800k_data:
+            self.prm800k_settings()
+            if "orm" in self.stages:
+                raise ValueError("the orm stage pairs sampled candidates: it needs a builder output, not PRM800K rows")
+        elif self.dataset_path is None:
+            raise ValueError("dataset_path (a builder output) or prm800k_data (human step labels) is required")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.prompt_style is None:
-            self.prompt_style = builder_prompt_style(self.dataset_path)
+            self.prompt_style = builder_prompt_style(self.dataset_path) if self.dataset_path else "math"
         check_prompt_style(self.prompt_style)
         if self.max_pairs_per_question < 1:
             raise ValueError(f"max_pairs_per_question must be >= 1, got {self.max_pairs_per_question}")
         self.label_settings()
         self.check_training()
+
+    def prm800k_settings(self) -> PRM800KSettings:
+        """How PRM800K rows become labelled paths (validated)."""
+        return PRM800KSettings(
+            mode=self.prm800k_paths,
+            neutral=self.prm800k_neutral,
+            max_paths=self.prm800k_max_paths,
+            keep_control_rows=self.prm800k_keep_control_rows,
+        )
 
     def label_settings(self) -> StepLabelSettings:
         """The Monte-Carlo labelling settings (validated)."""
@@ -194,14 +248,27 @@ def label_dataset(args: PRMArguments, questions: list[QuestionRollouts], path: P
     return [done[q.key] for q in questions]
 
 
+def prm800k_label_rows(args: PRMArguments, path: Path) -> list[dict[str, Any]]:
+    """The step-label rows of the PRM800K data: read back from ``path``, or converted and written there."""
+    if path.exists():
+        logger.info("%s exists: PRM800K paths already converted", path)
+        return list(read_samples(path).values())
+    rows = prm800k_rows(args.prm800k_data or [], args.prm800k_settings(), args.prm800k_split, args.limit)
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return rows
+
+
 def label_statistics(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts of the step-label data set: questions, rollouts, steps and the share of good steps."""
+    """Counts of the step-label data set: questions, rollouts (paths), steps, the share of good steps among the
+    supervised ones, and the steps left out of the loss (a neutral PRM800K step with ``--prm800k_neutral ignore``)."""
     labels = [lab for row in rows for r in row["rollouts"] for lab in r["labels"]]
+    supervised = [lab for lab in labels if lab is not None]
     return {
         "questions": len(rows),
         "rollouts": sum(len(row["rollouts"]) for row in rows),
         "steps": len(labels),
-        "good_step_share": sum(labels) / len(labels) if labels else None,
+        "good_step_share": sum(supervised) / len(supervised) if supervised else None,
+        "unsupervised_steps": len(labels) - len(supervised),
     }
 
 
@@ -214,7 +281,7 @@ def prm_examples(tokenizer: Any, rows: list[dict[str, Any]], separator: str, max
             if not r["steps"]:
                 continue
             enc = encode_steps(tokenizer, row["question"], r["steps"], r["labels"], separator, max_length)
-            if enc["positions"]:
+            if any(label != IGNORE_INDEX for label in enc["labels"]):
                 examples.append(
                     {
                         "input_ids": enc["input_ids"],
@@ -336,8 +403,10 @@ def main(args: PRMArguments) -> dict[str, Any]:
     labels_path = output_dir / LABELS_FILE
     report_path = output_dir / "prm_report.json"
     report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {}
-    report["target"] = args.target
-    if "label" in args.stages:
+    report["target"] = "prm800k" if args.prm800k_data else args.target
+    if "label" in args.stages and args.prm800k_data:
+        rows = prm800k_label_rows(args, labels_path)
+    elif "label" in args.stages:
         questions = read_builder_rollouts(args.dataset_path, args.target)[: args.limit]
         rows = label_dataset(args, questions, labels_path)
     else:

@@ -1,9 +1,9 @@
-"""Iterative self-improvement with guidance: a STaR-style loop with Socratic hints on the hard questions.
+"""Iterative self-improvement: a STaR-style loop that guides the hard questions (Guided Self-Improvement).
 
 Command::
 
     sasc-ttrl self-improve --model_name_or_path MODEL --dataset_name questions.json --rounds 2 \\
-        --n_samples 4 --target pseudo_label --output_dir outputs/self_improve
+        --n_samples 4 --target pseudo_label --guidance socratic --output_dir outputs/self_improve
 
 Round ``r`` (``r = 0 .. rounds - 1``) with model ``M_r`` (``M_0`` the starting model, ``M_{r+1}`` fine-tuned from
 ``M_r``):
@@ -12,24 +12,33 @@ Round ``r`` (``r = 0 .. rounds - 1``) with model ``M_r`` (``M_0`` the starting m
    pseudo_label``, label-free; ``--vote majority`` or ``sasc``) or the reference answer (``--target gold``, only when
    you may use it);
 2. a question is *hard* when fewer than ``hard_threshold`` of its rollouts agree with the target. Hard questions are
-   sampled again with a Socratic hint ([`sampling.guidance.socratic_hint`]: the answers the attempts reached and
-   questions that make the model re-check). With pseudo-labels, the hinted vote replaces the target when it agrees
-   more (the builder's guided re-sampling rule);
-3. rollouts agreeing with the target (hinted ones included) are kept, at most ``max_kept_per_question`` distinct
+   sampled again with guidance (``--guidance``, the four strategies of Ding et al. 2024 plus this project's hint; see
+   `sampling.guidance`): ``socratic`` (default: the answers the attempts reached and questions that make the model
+   re-check; with pseudo-labels the hinted vote replaces the target when it agrees more, the builder's rule),
+   ``answer`` (the target is given: the pseudo-label, or the reference answer with ``--target gold``),
+   ``rationale`` (the data's reference solution, ``--solution_column``, default ``solution``), ``interactive`` (a
+   teacher behind an OpenAI-compatible API, ``--teacher_api_base``, is shown a wrong attempt and the target and
+   points at the first wrong step) or ``state_reset`` (sampling restarts from the longest answer-free step prefix of
+   an attempt that agrees with the target; without one, from the reference solution's). Only ``socratic`` may move
+   the target: every other strategy is conditioned on it;
+3. rollouts agreeing with the target (guided ones included) are kept, at most ``max_kept_per_question`` distinct
    ones per question, and ``M_r`` is fine-tuned on them with TRL's ``SFTTrainer`` -- the prompt is always the
-   *original* question, without the hint (STaR's rationalization);
+   *original* question, without the hint (STaR's rationalization; a state-reset rollout is its prefix followed by
+   the continuation);
 
 then a last pass samples with ``M_rounds`` and only measures. Logged per round (``rounds.json``): the number of hard
-questions, their *coverage* (share with at least one kept rollout) without and with hints, the coverage of the
-questions that were hard in round 0 (the "tail narrowing"), and, when the data has reference answers, the rollout
-accuracy (avg@n) and the vote's accuracy (maj@n) of ``M_r``. Every round lives in ``round_<r>/`` (``rollouts.jsonl``,
-``sft_data.jsonl``, ``model/``, ``round.json`` last); a rerun skips finished rounds and finished steps.
+questions and how many were guided, their *coverage* (share with at least one kept rollout) without and with
+guidance, the coverage of the questions that were hard in round 0 (the "tail narrowing"), and, when the data has
+reference answers, the rollout accuracy (avg@n) and the vote's accuracy (maj@n) of ``M_r``. Every round lives in
+``round_<r>/`` (``rollouts.jsonl``, ``sft_data.jsonl``, ``model/``, ``round.json`` last); a rerun skips finished
+rounds and finished steps.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,15 +48,17 @@ import numpy as np
 from transformers import AutoTokenizer
 from trl import TrlParser
 
-from ..core.answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
+from ..core.answers import DEFAULT_TIMEOUT_SECONDS, extract_answer, group_equivalent
+from ..core.errors import ConfigError
 from ..core.voting import majority_vote, sasc_vote
 from ..data.benchmarks import Question, load_questions
 from ..data.prompts import PROMPT_STYLES, build_prompt, check_prompt_style, render_prompt
 from ..data.rollouts import TARGETS, agreement
 from ..data.store import check_run_settings, field_defaults, write_atomic
 from ..sampling.generation import SamplingSettings, sample_records
-from ..sampling.guidance import hinted_question, majority_ratio, socratic_hint
+from ..sampling.guidance import GUIDANCE_STRATEGIES, GuidancePlan, hinted_question, majority_ratio, plan_guidance
 from ..sampling.models import load_transformers_model
+from ..sampling.openai_client import KeyStepClient
 from ..sampling.records import SampleRecord, grade_records
 from ..training.sft import TrainSettings, sft_finetune
 
@@ -56,7 +67,16 @@ logger = logging.getLogger(__name__)
 VOTES = ("majority", "sasc")
 HINT_SEED_OFFSET = 1_000_003
 CONFIG_FILE = "self_improve_config.json"
-FREE_KEYS = ("output_dir", "batch_size", "report_to", "answer_timeout", "stop_after_round")
+FREE_KEYS = (
+    "output_dir",
+    "batch_size",
+    "report_to",
+    "answer_timeout",
+    "stop_after_round",
+    "teacher_api_key_env",
+    "teacher_max_retries",
+    "teacher_timeout",
+)
 
 
 @dataclass
@@ -86,7 +106,27 @@ class SelfImproveArguments(TrainSettings):
     hard_threshold: float = field(
         default=0.5, metadata={"help": "A question is hard when fewer rollouts than this share agree with the target."}
     )
-    guided: bool = field(default=True, metadata={"help": "Re-sample hard questions with a Socratic hint."})
+    guided: bool = field(default=True, metadata={"help": "Re-sample hard questions with guidance (--guidance)."})
+    guidance: str = field(
+        default="socratic", metadata={"help": f"How hard questions are guided: {', '.join(GUIDANCE_STRATEGIES)}."}
+    )
+    solution_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "Reference solution column (rationale guidance; state_reset's fallback). Default: solution."
+        },
+    )
+    teacher_api_base: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible API base of the teacher (--guidance interactive)."}
+    )
+    teacher_api_model: str = field(default="gpt-4o-mini", metadata={"help": "Model name of the teacher API."})
+    teacher_api_key_env: str = field(
+        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the teacher API key."}
+    )
+    teacher_temperature: float = field(default=0.0, metadata={"help": "Temperature of the teacher."})
+    teacher_max_tokens: int = field(default=512, metadata={"help": "Longest teacher reply in tokens."})
+    teacher_max_retries: int = field(default=3, metadata={"help": "Teacher API retries after the first attempt."})
+    teacher_timeout: float = field(default=60.0, metadata={"help": "Seconds allowed per teacher request."})
     max_kept_per_question: int = field(default=2, metadata={"help": "Distinct kept rollouts per question."})
     output_dir: str = field(default="outputs/self_improve", metadata={"help": "Output directory."})
     overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
@@ -109,7 +149,28 @@ class SelfImproveArguments(TrainSettings):
             raise ValueError(f"hard_threshold must be in (0, 1], got {self.hard_threshold}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.guidance not in GUIDANCE_STRATEGIES:
+            raise ValueError(f"guidance must be one of {GUIDANCE_STRATEGIES}, got {self.guidance!r}")
+        if self.guided and self.guidance == "interactive" and not self.teacher_api_base:
+            raise ValueError("guidance='interactive' needs a teacher: pass --teacher_api_base (OpenAI-compatible)")
         self.check_training()
+
+    def teacher(self) -> KeyStepClient | None:
+        """The teacher's chat client (``interactive`` guidance only)."""
+        if not (self.guided and self.guidance == "interactive"):
+            return None
+        api_key = os.environ.get(self.teacher_api_key_env)
+        if not api_key:
+            logger.warning("$%s is not set: teacher requests carry no API key", self.teacher_api_key_env)
+        return KeyStepClient(
+            api_base=str(self.teacher_api_base),
+            model=self.teacher_api_model,
+            temperature=self.teacher_temperature,
+            api_key=api_key,
+            max_retries=self.teacher_max_retries,
+            timeout=self.teacher_timeout,
+            max_tokens=self.teacher_max_tokens,
+        )
 
 
 # -- the bookkeeping of one question and one round (pure) ----------------------------------------------------------
@@ -151,6 +212,7 @@ def round_summary(rows: Sequence[dict[str, Any]], initial_hard: Sequence[str] | 
     summary: dict[str, Any] = {
         "questions": len(rows),
         "hard_questions": len(hard),
+        "guided_questions": sum(bool(r.get("guided", r.get("hint") is not None)) for r in hard),
         "hard_coverage_without_hints": _share([r["kept_unhinted"] > 0 for r in hard]),
         "hard_coverage": _share([len(r["kept"]) > 0 for r in hard]),
         "coverage": _share([len(r["kept"]) > 0 for r in rows]),
@@ -207,14 +269,16 @@ class RoundRunner:
         self.args = args
         self.seed = seed
         self.model, self.tokenizer = load_transformers_model(model_path)
+        self.teacher = args.teacher()
 
-    def sample(self, questions: Sequence[Question], texts: Sequence[str], seed: int) -> list[list[SampleRecord]]:
+    def sample(self, questions: Sequence[Question], prompts: Sequence[str], seed: int) -> list[list[SampleRecord]]:
+        """``n_samples`` graded rollouts of each rendered prompt (seeded by question index)."""
         a = self.args
         groups = sample_records(
             "transformers",
             self.model,
             self.tokenizer,
-            [render_prompt(t, self.tokenizer, a.prompt_style) for t in texts],
+            list(prompts),
             SamplingSettings(
                 n=a.n_samples,
                 temperature=a.temperature,
@@ -229,10 +293,17 @@ class RoundRunner:
             grade_records(group, q.gold, timeout=a.answer_timeout)
         return groups
 
+    def prompt(self, question: str, plan: GuidancePlan | None = None) -> str:
+        """The rendered prompt of a question: plain, with the plan's hint, or continued from its prefix."""
+        if plan is not None and plan.hint is not None:
+            question = hinted_question(question, plan.hint)
+        text = render_prompt(question, self.tokenizer, self.args.prompt_style)
+        return text + plan.prefix if plan is not None and plan.prefix is not None else text
+
     def run(self, questions: Sequence[Question], guided: bool) -> list[dict[str, Any]]:
         """One row per question (see [`round_summary`]), with the kept rollouts."""
         a = self.args
-        groups = self.sample(questions, [q.question for q in questions], self.seed)
+        groups = self.sample(questions, [self.prompt(q.question) for q in questions], self.seed)
         rows = []
         for q, records in zip(questions, groups):
             label, classes = pseudo_label(records, a.vote, a.answer_timeout)
@@ -253,6 +324,8 @@ class RoundRunner:
                     "vote_correct": None if q.gold is None else bool(agreement([label], q.gold, a.answer_timeout)[0]),
                     "any_correct": None if q.gold is None else any(bool(r.correct) for r in records),
                     "any_correct_with_hints": None if q.gold is None else any(bool(r.correct) for r in records),
+                    "guidance": a.guidance if guided else None,
+                    "guided": False,
                     "hint": None,
                     "_texts": [r.text for r in records],
                     "_classes": classes,
@@ -260,14 +333,7 @@ class RoundRunner:
             )
         hard = [i for i, row in enumerate(rows) if row["hard"]]
         if guided and hard:
-            hints = [socratic_hint(rows[i]["answers"], rows[i]["_classes"]) for i in hard]
-            hinted = self.sample(
-                [questions[i] for i in hard],
-                [hinted_question(questions[i].question, h) for i, h in zip(hard, hints)],
-                self.seed + HINT_SEED_OFFSET,
-            )
-            for i, hint, records in zip(hard, hints, hinted):
-                self._use_hinted(rows[i], hint, records)
+            self._guide([questions[i] for i in hard], [rows[i] for i in hard])
         for row in rows:
             texts, agree = row.pop("_texts"), row["agree"]
             row.pop("_classes")
@@ -277,13 +343,52 @@ class RoundRunner:
             row["kept_unhinted"] = len(unhinted)
         return rows
 
-    def _use_hinted(self, row: dict[str, Any], hint: str, records: list[SampleRecord]) -> None:
+    def _guide(self, questions: Sequence[Question], rows: Sequence[dict[str, Any]]) -> None:
+        """Plan the guidance of each hard question ([`plan_guidance`]), sample the guided ones again, judge them."""
         a = self.args
-        row["hint"] = hint
+        teacher = self.teacher.chat if self.teacher is not None else None
+        plans = []
+        for q, row in zip(questions, rows):
+            plan = plan_guidance(
+                a.guidance,
+                q.question,
+                row["_texts"],
+                row["answers"],
+                row["_classes"],
+                row["agree"],
+                row["target_answer"],
+                rationale=q.solution,
+                teacher=teacher,
+            )
+            row.update(guided=plan.guided, hint=plan.hint)
+            if plan.prefix is not None:
+                row["reset_prefix"] = plan.prefix
+            if plan.note is not None:
+                row["guidance_note"] = plan.note
+            plans.append(plan)
+        todo = [i for i, plan in enumerate(plans) if plan.guided]
+        if not todo:
+            return
+        groups = self.sample(
+            [questions[i] for i in todo],
+            [self.prompt(questions[i].question, plans[i]) for i in todo],
+            self.seed + HINT_SEED_OFFSET,
+        )
+        for i, records in zip(todo, groups):
+            prefix = plans[i].prefix
+            if prefix is not None:  # a state-reset rollout is the prefix followed by the continuation
+                for r in records:
+                    r.text = prefix + r.text
+                    r.answer = extract_answer(r.text)
+                grade_records(records, questions[i].gold, timeout=a.answer_timeout)
+            self._use_hinted(rows[i], records, may_move_target=a.guidance == "socratic")
+
+    def _use_hinted(self, row: dict[str, Any], records: list[SampleRecord], may_move_target: bool) -> None:
+        a = self.args
         row["hinted_answers"] = [r.answer for r in records]
         if row["any_correct"] is not None:
             row["any_correct_with_hints"] = row["any_correct"] or any(bool(r.correct) for r in records)
-        if a.target == "pseudo_label":
+        if a.target == "pseudo_label" and may_move_target:
             label, classes = pseudo_label(records, a.vote, a.answer_timeout)
             if majority_ratio(classes) > majority_ratio(row["_classes"]):  # consensus improved: trust the new vote
                 row["target_answer"] = label
@@ -353,10 +458,15 @@ def main(args: SelfImproveArguments) -> list[dict[str, Any]]:
     output_dir = Path(args.output_dir)
     _check_config(args, output_dir)
     questions = load_questions(
-        args.dataset_name, args.dataset_split, args.limit, args.prompt_column, args.answer_column
+        args.dataset_name, args.dataset_split, args.limit, args.prompt_column, args.answer_column, args.solution_column
     )
     if args.target == "gold" and any(q.gold is None for q in questions):
         raise ValueError(f"{args.dataset_name}: target='gold' needs a reference answer for every question")
+    if args.guided and args.guidance == "rationale" and not any(q.solution for q in questions):
+        raise ConfigError(
+            f"{args.dataset_name}: guidance='rationale' needs reference solutions; none found (name the column "
+            "with --solution_column)"
+        )
     done = finished_rounds(output_dir, args.rounds)
     if done:
         logger.info("resuming: rounds %s already finished", done)

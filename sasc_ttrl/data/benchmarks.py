@@ -27,16 +27,20 @@ HUB_BENCHMARKS = {
 PROMPT_COLUMNS = ("prompt", "problem", "question")
 ANSWER_COLUMNS = ("answer", "final_answer", "solution")
 ID_COLUMNS = ("id", "unique_id", "problem_id")
+SOLUTION_COLUMNS = ("solution", "rationale", "ground_truth_solution")
 
 
 @dataclass
 class Question:
-    """One benchmark question: a stable ``key`` (its id), its ``index``, the question text and reference answer."""
+    """One benchmark question: a stable ``key`` (its id), its ``index``, the question text and reference answer, and
+    a worked reference ``solution`` when the data has one (GSM8K's ``solution``; ``self-improve --guidance
+    rationale`` reads it)."""
 
     key: str
     index: int
     question: str
     gold: str | None
+    solution: str | None = None
 
 
 def benchmark_slug(name: str) -> str:
@@ -78,11 +82,13 @@ def load_benchmark(
     prompt_column: str | None = None,
     answer_column: str | None = None,
     require_answer: bool = True,
+    solution_column: str | None = None,
 ) -> list[Question]:
     """Load a benchmark's questions and reference answers.
 
     With ``require_answer=False`` (the offline builder, which also runs on unlabeled test sets) a data set without
-    an answer column gives questions with ``gold=None`` instead of an error.
+    an answer column gives questions with ``gold=None`` instead of an error. A worked solution is read from
+    ``solution_column`` (default: the first of [`SOLUTION_COLUMNS`] that exists; none is fine).
 
     ``math500``, ``amc``, ``aime24`` and ``gsm8k`` are the copies shipped with the package (or
     ``$SASC_TTRL_BENCHMARKS_DIR``; see `data.sources.benchmarks_dir`). Other names are local files or hub data sets
@@ -106,6 +112,10 @@ def load_benchmark(
         a_col = next((c for c in ANSWER_COLUMNS if c in columns), None)
         if a_col is None:
             logger.info("%s: no hidden answers; nothing will be graded", name)
+    if solution_column is not None:
+        s_col = _pick_column(columns, solution_column, SOLUTION_COLUMNS, "solution", name)
+    else:
+        s_col = next((c for c in SOLUTION_COLUMNS if c in columns), None)
     id_col = next((c for c in ID_COLUMNS if c in columns), None)
     ids = [str(v) for v in dataset[id_col]] if id_col else []
     if id_col and len(set(ids)) < len(ids):
@@ -117,6 +127,7 @@ def load_benchmark(
             index=i,
             question=str(row[q_col]),
             gold=reference_answer(row[a_col]) if a_col else None,
+            solution=None if s_col is None or row[s_col] is None else str(row[s_col]),
         )
         for i, row in enumerate(dataset)
     ]
@@ -128,10 +139,14 @@ def load_questions(
     limit: int | None = None,
     prompt_column: str | None = None,
     answer_column: str | None = None,
+    solution_column: str | None = None,
 ) -> list[Question]:
-    """Questions of a benchmark or data set, with their hidden answers when it has some (``gold=None`` otherwise).
+    """Questions of a benchmark or data set, with their hidden answers when it has some (``gold=None`` otherwise)
+    and worked solutions when it has a solution column.
 
     [`load_benchmark`] without its requirement of an answer column: the loader of the builder and of self-improve,
     which also run on unlabeled data sets.
     """
-    return load_benchmark(name, split, limit, prompt_column, answer_column, require_answer=False)
+    return load_benchmark(
+        name, split, limit, prompt_column, answer_column, require_answer=False, solution_column=solution_column
+    )

@@ -7,7 +7,8 @@ small instruct model (SmolLM2-135M) is right on these only part of the time when
 when several samples vote: the regime where label-free test-time RL can teach it. Questions are rows in the
 benchmark format of ``../shared/data`` (``{prompt, answer, source, id}``): ``prompt`` is the bare question (the
 loaders add the step-by-step / ``\\boxed{}`` instruction), ``answer`` the integer as a string, so every command of
-the project reads them.
+the project reads them; each story row also has a worked ``solution`` (the reference rationale of
+``self-improve --guidance rationale``).
 
 Python::
 
@@ -81,7 +82,9 @@ ARITHMETIC_SYMBOLS = {"add": "+", "sub": "-", "mul": "*"}
 
 
 def make_question(rng: random.Random, ops: Sequence[str] = OPS, max_value: int = DEFAULT_MAX_VALUE) -> dict:
-    """One word problem drawn from ``rng``: ``{"prompt", "answer", "op"}``.
+    """One word problem drawn from ``rng``: ``{"prompt", "answer", "solution", "op"}`` (``solution`` is the
+    calculation in the one-shot prompt's format, e.g. ``3 + 2 = 5. The answer is \\boxed{5}.``; a ``two_step``
+    story's has two steps).
 
     Additions use operands in ``[1, max_value]``, subtractions ``a`` in ``[2, max_value]`` and ``b`` in
     ``[1, a - 1]`` (the answer is positive), multiplications factors in ``[2, min(max_value, 9)]``. ``two_step``
@@ -97,10 +100,12 @@ def make_question(rng: random.Random, ops: Sequence[str] = OPS, max_value: int =
             a, b = rng.randint(2, max_value), rng.randint(1, max_value)
             c = rng.randint(1, a + b - 1)
             template, answer = rng.choice(TWO_STEP_ADD_SUB), a + b - c
+            steps = f"{a} + {b} = {a + b}. {a + b} - {c} = {answer}."
         else:
             top = max(2, min(max_value, 9))
             a, b, c = rng.randint(2, top), rng.randint(2, top), rng.randint(1, max_value)
             template, answer = rng.choice(TWO_STEP_MUL_ADD), a * b + c
+            steps = f"{a} * {b} = {a * b}. {a * b} + {c} = {answer}."
     elif op == "add":
         a, b = rng.randint(1, max_value), rng.randint(1, max_value)
         template, answer = rng.choice(ADD_TEMPLATES), a + b
@@ -112,8 +117,11 @@ def make_question(rng: random.Random, ops: Sequence[str] = OPS, max_value: int =
         top = max(2, min(max_value, 9))
         a, b = rng.randint(2, top), rng.randint(2, top)
         template, answer = rng.choice(MUL_TEMPLATES), a * b
+    if op != "two_step":
+        steps = f"{a} {ARITHMETIC_SYMBOLS[op]} {b} = {answer}."
     prompt = template.format(name=name, pronoun=pronoun, item=item, container=container, a=a, b=b, c=c)
-    return {"prompt": prompt, "answer": str(answer), "op": op}
+    solution = f"{steps} The answer is \\boxed{{{answer}}}."
+    return {"prompt": prompt, "answer": str(answer), "solution": solution, "op": op}
 
 
 def _validate(n: int, ops: Sequence[str], max_value: int) -> None:
@@ -145,7 +153,7 @@ def make_questions(
         id_prefix: Prefix of the ids (default ``tw<seed>``); the ids are ``<prefix>-<index>``.
 
     Returns:
-        A list of ``{"prompt", "answer", "id", "source", "op"}`` dicts with distinct prompts.
+        A list of ``{"prompt", "answer", "solution", "id", "source", "op"}`` dicts with distinct prompts.
 
     Raises:
         ValueError: on an unknown op, ``max_value < 2``, or when the generator cannot find ``n`` distinct questions.

@@ -1,6 +1,8 @@
-"""Key-step extraction: ask an OpenAI-compatible chat API for the key steps of a selected solution.
+"""A small client of an OpenAI-compatible chat API: key-step extraction for the builder, and any chat request
+([`KeyStepClient.chat`], e.g. the teacher of ``self-improve --guidance interactive``).
 
-The builder writes the reply into the ``gpt_response`` field of its rows. The client uses only the standard
+The builder writes the key steps of a selected solution into the ``gpt_response`` field of its rows. The client uses
+only the standard
 library (``urllib``): one ``POST {api_base}/chat/completions`` per solution, with the API key (when set) from an
 environment variable. Connection errors, time-outs, HTTP 429 and 5xx responses and malformed replies are retried
 with exponential backoff (``backoff x 2^attempt`` seconds); other HTTP errors (a wrong key, a wrong model name) are
@@ -84,9 +86,17 @@ class KeyStepClient:
         Raises:
             KeyStepError: after ``max_retries`` retries, or at once on a non-retryable HTTP error.
         """
+        return self.chat(self.messages(question, solution))
+
+    def chat(self, messages: list[dict[str, str]]) -> str:
+        """The API model's reply (stripped) to ``messages``, with the retries of the module docstring.
+
+        Raises:
+            KeyStepError: after ``max_retries`` retries, or at once on a non-retryable HTTP error.
+        """
         payload = {
             "model": self.model,
-            "messages": self.messages(question, solution),
+            "messages": messages,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
@@ -103,10 +113,10 @@ class KeyStepClient:
             except urllib.error.HTTPError as err:
                 last_error = f"HTTP {err.code} {err.reason}"
                 if err.code not in RETRYABLE_STATUS:
-                    raise KeyStepError(f"key-step API refused the request: {last_error}") from err
+                    raise KeyStepError(f"the chat API refused the request: {last_error}") from err
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
                 last_error = f"{type(err).__name__}: {getattr(err, 'reason', err)}"
             except (ValueError, KeyError, IndexError, TypeError) as err:
                 last_error = f"malformed reply: {type(err).__name__}: {err}"
-            logger.debug("key-step attempt %d failed: %s", attempt + 1, last_error)
-        raise KeyStepError(f"key-step extraction failed after {self.max_retries + 1} attempts: {last_error}")
+            logger.debug("chat attempt %d failed: %s", attempt + 1, last_error)
+        raise KeyStepError(f"chat request failed after {self.max_retries + 1} attempts: {last_error}")

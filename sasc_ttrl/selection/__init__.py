@@ -20,7 +20,8 @@ in the context. The methods reuse the project's one implementation of each idea:
 | ``sasc`` | the trainer's stability gate and weighted vote (``clipped_exp`` by default) |
 | ``deepconf`` | sliding-window top-20 token confidence; keep the top eta %, confidence-weighted vote |
 | ``self-calibration`` / ``self-calibration-es`` | soft self-consistency / early-stopping best-of-N |
-| ``verifier`` | an outcome or process reward model given by path |
+| ``verifier`` | an outcome or process reward model given by path; best of N |
+| ``verifier-vote`` | the same scores summed per answer class: verifier-weighted majority |
 """
 
 from . import (

@@ -17,7 +17,7 @@ import numpy as np
 from ..core.answers import group_equivalent
 from ..core.voting import VoteResult, VoteSettings
 
-STEP_AGGREGATIONS = ("min", "mean", "last")
+STEP_AGGREGATIONS = ("min", "mean", "last", "prod")
 DEEPCONF_MODES = ("lowest", "bottom10", "tail", "mean")
 CALIBRATION_CONFIDENCES = ("token", "self-eval")
 
@@ -29,7 +29,9 @@ class SelectionSettings:
     Attributes:
         lambda_weight: Weight of the token-level confidence against the step-level one, in ``[0, 1]``, for methods
             that combine two (``self-certainty``, ``self-eval``): ``lambda * token + (1 - lambda) * step``.
-        step_aggregation: How per-step confidences become one: ``min`` (weakest step), ``mean`` or ``last``.
+        step_aggregation: How per-step confidences become one: ``min`` (weakest step), ``mean``, ``last``, or
+            ``prod`` (the product: the probability that every step is correct, Let's Verify Step by Step's PRM
+            score).
         vote: The stability-aware vote's settings (``sasc``), shared with the online reward.
         deepconf_window: Sliding-window size (tokens) of DeepConf's group confidence.
         deepconf_eta: Share of the answered traces DeepConf keeps (the most confident), in ``(0, 1]``.
@@ -149,7 +151,16 @@ def combine_confidences(token: Sequence[float], step: Sequence[float], lambda_we
 
 
 def aggregate_steps(values: Sequence[float], how: str = "min") -> float:
-    """One confidence from per-step confidences: the weakest step (``min``), the ``mean``, or the ``last``."""
+    """One confidence from per-step confidences: the weakest step (``min``), the ``mean``, the ``last``, or the
+    ``prod``uct.
+
+    ``prod`` is the solution score of Lightman et al. (2023): "the probability that every step is correct under the
+    PRM ... the product of the correctness probabilities for each step". It favours solutions with fewer steps (each
+    factor is at most 1), a bias the paper names; ``min`` does not have it. No step gives 0.0.
+
+    >>> [round(aggregate_steps([0.9, 0.5, 0.8], how), 2) for how in ("min", "last", "prod")]
+    [0.5, 0.8, 0.36]
+    """
     if how not in STEP_AGGREGATIONS:
         raise ValueError(f"step aggregation must be one of {STEP_AGGREGATIONS}, got {how!r}")
     if not len(values):
@@ -158,6 +169,8 @@ def aggregate_steps(values: Sequence[float], how: str = "min") -> float:
         return float(min(values))
     if how == "mean":
         return float(np.mean(values))
+    if how == "prod":
+        return float(np.prod(np.asarray(values, dtype=np.float64)))
     return float(values[-1])
 
 

@@ -12,7 +12,7 @@ from ..data.prompts import PROMPT_STYLES, check_prompt_style
 from ..sampling.generation import BACKENDS, SamplingSettings
 from .adapters.reward_model import VERIFIER_KINDS
 from .base import CALIBRATION_CONFIDENCES, DEEPCONF_MODES, STEP_AGGREGATIONS, SelectionSettings
-from .registry import ALL, SELECTION_METHODS, resolve_methods
+from .registry import ALL, SELECTION_METHODS, get_method, resolve_methods
 
 CONFIG_FILE = "build_config.json"
 # Arguments that change neither the candidates nor their selection: a rerun may change them freely.
@@ -143,8 +143,9 @@ class BuildArguments(VoteArguments):
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.verifier_kind not in VERIFIER_KINDS:
             raise ValueError(f"verifier_kind must be one of {VERIFIER_KINDS}, got {self.verifier_kind!r}")
-        if "verifier" in self.methods and self.verifier_model_name_or_path is None:
-            raise ValueError("the verifier method needs --verifier_model_name_or_path (a reward model)")
+        needs_verifier = [n for n in self.methods if n != ALL and "verifier" in get_method(n).needs]
+        if needs_verifier and self.verifier_model_name_or_path is None:
+            raise ValueError(f"the {' and '.join(needs_verifier)} method needs --verifier_model_name_or_path")
         if not 0.0 <= self.consensus_threshold <= 1.0:
             raise ValueError(f"consensus_threshold must be in [0, 1], got {self.consensus_threshold}")
         self.selection_settings()  # validates lambda_weight, deepconf and calibration settings

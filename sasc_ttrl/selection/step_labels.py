@@ -145,14 +145,15 @@ def encode_steps(
     tokenizer: Any,
     question: str,
     steps: Sequence[str],
-    labels: Sequence[int] | None = None,
+    labels: Sequence[int | None] | None = None,
     separator: str = "\n",
     max_length: int | None = None,
 ) -> dict[str, list[int]]:
     """The PRM's input: prefix, then each step's tokens followed by the separator's tokens.
 
     Steps and separators are tokenized one by one, so training and scoring see the same ids. With ``labels`` the
-    result has ``labels``: the step's label on its separator's last token, -100 elsewhere. ``positions`` lists the
+    result has ``labels``: the step's label on its separator's last token (-100 for a ``None`` label, a step left
+    out of the loss), -100 elsewhere. ``positions`` lists the
     separator positions (one per step that fits in ``max_length``; later steps are cut off).
     """
     if labels is not None and len(labels) != len(steps):
@@ -172,6 +173,6 @@ def encode_steps(
     if labels is not None:
         token_labels = [IGNORE_INDEX] * len(ids)
         for pos, label in zip(positions, labels):
-            token_labels[pos] = int(label)
+            token_labels[pos] = IGNORE_INDEX if label is None else int(label)
         out["labels"] = token_labels
     return out

@@ -11,7 +11,7 @@ import yaml
 
 from sasc_ttrl.commands.eval import EvalArguments, main, make_parser
 from sasc_ttrl.data import benchmarks
-from sasc_ttrl.data.benchmarks import load_benchmark, reference_answer
+from sasc_ttrl.data.benchmarks import load_benchmark, load_questions, reference_answer
 from sasc_ttrl.data.store import read_samples
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from sasc_ttrl.sampling import benchmark
@@ -207,6 +207,21 @@ def test_benchmark_columns_and_answers(tmp_path):
         load_benchmark(str(tmp_path / "absent.json"))
     assert reference_answer("Janet ... #### 18") == "18"
     assert reference_answer(204) == "204"
+
+
+def test_questions_carry_a_worked_solution_when_the_data_has_one(tmp_path, monkeypatch):
+    monkeypatch.delenv("SASC_TTRL_BENCHMARKS_DIR", raising=False)
+    gsm8k = load_questions("gsm8k", limit=2)
+    assert all("####" in q.solution and q.solution.endswith(q.gold) for q in gsm8k)  # GSM8K's worked answers
+    path = tmp_path / "q.jsonl"
+    rows = [{"question": "1+1?", "answer": "2", "rationale": "1 + 1 = 2."}, {"question": "2+2?", "answer": "4"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [q.solution for q in load_questions(str(path))] == ["1 + 1 = 2.", None]  # a missing one is None
+    assert [q.solution for q in load_questions(str(path), solution_column="answer")] == ["2", "4"]
+    with pytest.raises(KeyError, match="solution column 'worked'"):
+        load_questions(str(path), solution_column="worked")
+    path.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
+    assert load_questions(str(path))[0].solution is None  # no solution column at all: fine
 
 
 def test_hub_names_go_to_the_hub_loader(monkeypatch):

@@ -4,6 +4,7 @@ loop on the tiny model (label -> PRM -> outcome verifier -> the builder's verifi
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -11,6 +12,7 @@ from sasc_ttrl.commands import build, prm
 from sasc_ttrl.data.prompts import render_prompt
 from sasc_ttrl.data.rollouts import read_builder_rollouts
 from sasc_ttrl.demo.tiny_model import build_tokenizer, write_tiny_dataset
+from sasc_ttrl.sampling.records import SampleRecord
 from sasc_ttrl.selection.build_arguments import BuildArguments
 from sasc_ttrl.selection.step_labels import IGNORE_INDEX, StepLabelSettings, encode_steps, label_from_hits, label_steps
 
@@ -246,3 +248,105 @@ def test_prm_loop_end_to_end_and_the_builder_reranks_with_it(tiny_model_dir, tin
             answered = [i for i, c in enumerate(row["candidates"]) if c["answer"] is not None]
             if answered:
                 assert row["selected_index"] == max(answered, key=lambda i: (scores[i], -i))
+
+
+# -- human step labels in PRM800K's format -----------------------------------------------------------------------
+def prm800k_file(tmp_path):
+    """A PRM800K-format file (phase 1, phase 2 and a quality-control row; see tests/data/test_prm800k.py)."""
+    from tests.data.test_prm800k import PHASE1, PHASE2, QUALITY_CONTROL
+
+    path = tmp_path / "prm800k.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (PHASE1, PHASE2, QUALITY_CONTROL)))
+    return path
+
+
+def test_prm800k_labels_replace_monte_carlo_ones(tmp_path):
+    data = prm800k_file(tmp_path)
+    args = prm.PRMArguments(model_name_or_path="m", prm800k_data=[str(data)], output_dir=str(tmp_path / "out"))
+    assert args.stages == ["label", "prm"] and args.dataset_path is None  # no builder output, no orm pairs
+    with pytest.raises(ValueError, match="orm stage"):
+        prm.PRMArguments(model_name_or_path="m", prm800k_data=[str(data)], stages=["label", "orm"])
+    with pytest.raises(ValueError, match="dataset_path.*prm800k_data"):
+        prm.PRMArguments(model_name_or_path="m")
+    with pytest.raises(ValueError, match="neutral"):
+        prm.PRMArguments(model_name_or_path="m", prm800k_data=[str(data)], prm800k_neutral="maybe")
+    path = tmp_path / "out" / prm.LABELS_FILE
+    path.parent.mkdir()
+    rows = prm.prm800k_label_rows(args, path)
+    assert [len(r["rollouts"]) for r in rows] == [1, 1]  # the quality-control row is dropped
+    assert prm.prm800k_label_rows(args, path) == rows  # read back, not converted again
+    stats = prm.label_statistics(rows)
+    assert stats == {"questions": 2, "rollouts": 2, "steps": 6, "good_step_share": 5 / 6, "unsupervised_steps": 0}
+    # The neutral step left out of the loss: -100 on its separator, the other labels where they were.
+    ignore = prm.PRMArguments(
+        model_name_or_path="m", prm800k_data=[str(data)], prm800k_neutral="ignore", prm800k_paths="prod"
+    )
+    rows = prm.prm800k_label_rows(ignore, tmp_path / "ignore.jsonl")
+    assert prm.label_statistics(rows)["unsupervised_steps"] == 6  # one neutral step in each of the 6 phase-1 paths
+    tokenizer = build_tokenizer()
+    examples = prm.prm_examples(tokenizer, rows, "\n", 4096)
+    assert len(examples) == 6 + 2
+    first = rows[0]["rollouts"][0]
+    enc = encode_steps(tokenizer, rows[0]["question"], first["steps"], first["labels"], "\n", 4096)
+    assert [examples[0]["labels"][p] for p in enc["positions"]] == [1, 0, IGNORE_INDEX, 0]
+    # Other conversion settings are refused on a rerun of the same output_dir.
+    prm._check_config(args, tmp_path / "out")
+    with pytest.raises(ValueError, match="other settings.*prm800k_paths"):
+        prm._check_config(
+            prm.PRMArguments(model_name_or_path="m", prm800k_data=[str(data)], prm800k_paths="prod"), tmp_path / "out"
+        )
+
+
+@pytest.mark.slow
+def test_prm_trained_on_prm800k_reranks_with_prod_and_verifier_vote(tiny_model_dir, tiny_build, tmp_path):
+    from sasc_ttrl.core.voting import weighted_vote
+    from sasc_ttrl.selection.adapters.reward_model import RewardModelVerifier
+    from sasc_ttrl.selection.candidates import Candidate
+
+    root, sums = tiny_build
+    out = tmp_path / "prm800k"
+    args = prm.PRMArguments(
+        model_name_or_path=str(tiny_model_dir),
+        prm800k_data=[str(prm800k_file(tmp_path))],
+        prm800k_paths="prod",
+        output_dir=str(out),
+        learning_rate=1e-3,
+        per_device_train_batch_size=8,
+        max_length=512,
+        seed=0,
+    )
+    report = prm.main(args)
+    assert report["target"] == "prm800k" and report["labels"]["rollouts"] == 8
+    assert report["prm"]["examples"] == 8 and (out / "prm" / "config.json").exists() and not (out / "orm").exists()
+    build_out = tmp_path / "rerank"
+    build.main(
+        BuildArguments(
+            model_name_or_path=str(tiny_model_dir),
+            dataset_name=str(sums),
+            methods=["verifier", "verifier-vote"],
+            verifier_model_name_or_path=str(out / "prm"),
+            verifier_kind="prm",
+            step_aggregation="prod",
+            n_candidates=4,
+            temperature=1.0,
+            max_tokens=40,
+            seed=1,
+            dtype="float32",
+            save_candidates=True,
+            output_dir=str(build_out),
+        )
+    )
+    report = json.loads((build_out / "comparison.json").read_text())
+    assert set(report["methods"]) == {"verifier", "verifier-vote"}  # side by side in one comparison
+    best = [json.loads(line) for line in (build_out / "verifier.jsonl").read_text().splitlines()]
+    votes = [json.loads(line) for line in (build_out / "verifier-vote.jsonl").read_text().splitlines()]
+    verifier = RewardModelVerifier(str(out / "prm"), kind="prm")
+    for row, vote in zip(best, votes):
+        scores = [c["score"] for c in row["candidates"]]
+        assert [c["score"] for c in vote["candidates"]] == pytest.approx(scores)  # the same verifier scores
+        # prod: the product of the step probabilities at the separators
+        candidates = [Candidate.from_record(SampleRecord(c["text"], [], c["answer"], [])) for c in row["candidates"]]
+        steps = verifier.step_scores(row["question"], candidates)
+        assert scores == pytest.approx([math.prod(s) if s else 0.0 for s in steps], rel=1e-4)
+        result = weighted_vote([c["answer"] for c in row["candidates"]], scores, timeout=None)
+        assert vote["pseudo_label"] == result.pseudo_label

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -17,8 +18,12 @@ from sasc_ttrl.commands.self_improve import (
     round_summary,
     sft_examples,
 )
+from sasc_ttrl.core.answers import extract_answer
+from sasc_ttrl.core.errors import ConfigError
+from sasc_ttrl.data.benchmarks import Question
 from sasc_ttrl.data.prompts import build_prompt
-from sasc_ttrl.demo.tiny_model import build_tokenizer, write_tiny_dataset
+from sasc_ttrl.demo.tiny_model import build_tokenizer, synthetic_problem, write_tiny_dataset
+from sasc_ttrl.sampling.records import SampleRecord, grade_records
 
 
 def test_kept_texts_are_distinct_agreeing_and_capped():
@@ -142,3 +147,187 @@ def test_self_improve_end_to_end_on_the_tiny_model_with_resume(tiny_model_dir, t
     # Other settings are refused.
     with pytest.raises(ValueError, match="other settings"):
         self_improve.main(args(2, n_samples=3))
+
+
+# -- guidance strategies -------------------------------------------------------------------------------------------
+def test_guidance_arguments_and_data_checks(tmp_path):
+    assert SelfImproveArguments(model_name_or_path="m", dataset_name="q").guidance == "socratic"  # the default
+    with pytest.raises(ValueError, match="guidance must be one of"):
+        SelfImproveArguments(model_name_or_path="m", dataset_name="q", guidance="hints")
+    with pytest.raises(ValueError, match="teacher_api_base"):
+        SelfImproveArguments(model_name_or_path="m", dataset_name="q", guidance="interactive")
+    assert SelfImproveArguments(model_name_or_path="m", dataset_name="q", guidance="interactive", guided=False)
+    # rationale guidance on data without a solution column: refused before any model loads
+    data = write_tiny_dataset(tmp_path / "sums.json", n=3, seed=1)
+    args = SelfImproveArguments(
+        model_name_or_path=str(tmp_path / "no-model"),
+        dataset_name=str(data),
+        guidance="rationale",
+        output_dir=str(tmp_path / "si"),
+    )
+    with pytest.raises(ConfigError, match="reference solutions"):
+        self_improve.main(args)
+    summary = round_summary([{**row("a", True, ["x"], 0, False), "guided": True}, row("b", True, [], 0, False)])
+    assert summary["hard_questions"] == 2 and summary["guided_questions"] == 1
+
+
+class ScriptedRunner(self_improve.RoundRunner):
+    """A [`RoundRunner`] without a model: ``sample`` answers each prompt with scripted completions (``plain`` for
+    the question as asked, ``guided`` for a prompt carrying a hint or a reset prefix) and records the prompts."""
+
+    def __init__(self, args, plain, guided, teacher=None):
+        self.args, self.seed, self.tokenizer, self.teacher = args, 0, build_tokenizer(), teacher
+        self.plain, self.guided, self.prompts = plain, guided, []
+
+    def sample(self, questions, prompts, seed):
+        self.prompts.append(list(prompts))
+        plain = [self.prompt(q.question) for q in questions]
+        groups = []
+        for q, prompt, bare in zip(questions, prompts, plain):
+            texts = self.plain if prompt == bare else self.guided
+            group = [SampleRecord(t, [], extract_answer(t), []) for t in texts]
+            grade_records(group, q.gold)
+            groups.append(group)
+        return groups
+
+
+PENS = Question(key="pens", index=0, question="Ann has 7 pens and gives away 2. How many are left?", gold="5")
+
+
+def scripted_args(guidance, target="pseudo_label"):
+    return SelfImproveArguments(
+        model_name_or_path="m",
+        dataset_name="q",
+        guidance=guidance,
+        target=target,
+        n_samples=4,
+        hard_threshold=0.5,
+        teacher_api_base="http://127.0.0.1:9/v1",  # never called: the scripted runner brings its own teacher
+    )
+
+
+def test_answer_guidance_gives_the_gold_answer_with_target_gold():
+    wrong = ["7 - 2 = 4. The answer is \\boxed{4}."] * 3 + ["I am not sure."]
+    right = ["7 - 2 = 5. The answer is \\boxed{5}.", "7 - 2 = 5. \\boxed{5}", "7 - 2 = 6. \\boxed{6}", "No."]
+    runner = ScriptedRunner(scripted_args("answer", target="gold"), wrong, right)
+    [row] = runner.run([PENS], guided=True)
+    assert row["pseudo_label"] == "4" and row["target_answer"] == "5" and row["hard"] and row["guided"]
+    assert "final answer is 5" in row["hint"] and "4" not in row["hint"]  # the reference answer, not the vote
+    guided_prompt = runner.prompts[1][0]
+    assert "Hint: " in guided_prompt and "final answer is 5" in guided_prompt
+    assert row["hinted_agree"] == [True, True, False, False] and row["kept"] == right[:2]
+    assert row["kept_unhinted"] == 0 and row["any_correct_with_hints"] and not row["any_correct"]
+    # With the pseudo-label as target the same attempts are unanimous on 4: nothing is hard, nothing guided.
+    [plain] = ScriptedRunner(scripted_args("answer"), wrong, right).run([PENS], guided=True)
+    assert plain["target_answer"] == "4" and not plain["hard"] and not plain["guided"]
+
+
+def test_state_reset_rollouts_are_the_prefix_and_its_continuation():
+    attempts = [
+        "Ann starts with 7.\n7 - 2 = 5. The answer is \\boxed{5}.",
+        "7 - 2 = 4. The answer is \\boxed{4}.",
+        "7 - 2 = 4. \\boxed{4}",
+        "7 + 2 = 9. \\boxed{9}",
+    ]
+    continuations = [" The answer is \\boxed{5}.", " So \\boxed{5}.", " The answer is \\boxed{3}.", " Hmm."]
+    runner = ScriptedRunner(scripted_args("state_reset", target="gold"), attempts, continuations)
+    [row] = runner.run([PENS], guided=True)
+    prefix = "Ann starts with 7.\n7 - 2 = 5."
+    assert row["agree"] == [True, False, False, False] and row["hard"] and row["guided"]
+    assert row["reset_prefix"] == prefix and row["hint"] is None
+    guided_prompt = runner.prompts[1][0]
+    assert guided_prompt == runner.prompt(PENS.question) + prefix and "Hint" not in guided_prompt
+    assert row["hinted_answers"] == ["5", "5", "3", None] and row["hinted_agree"] == [True, True, False, False]
+    assert row["kept"] == [attempts[0], prefix + continuations[1]]  # distinct texts, capped at 2 (the default)
+    # The guided rollouts are trained on under the plain question.
+    example = sft_examples([row], runner.tokenizer)[1]
+    assert "Hint" not in json.dumps(example["prompt"]) and example["completion"][0]["content"].startswith(prefix)
+
+
+def test_interactive_guidance_puts_the_teachers_reply_in_the_hint():
+    class Teacher:
+        messages = []
+
+        def chat(self, messages):
+            self.messages.append(messages)
+            return "7 - 2 is 5, not 4."
+
+    wrong = ["7 - 2 = 4. The answer is \\boxed{4}."] * 4
+    runner = ScriptedRunner(
+        scripted_args("interactive", target="gold"), wrong, ["7 - 2 = 5. \\boxed{5}"] * 4, Teacher()
+    )
+    [row] = runner.run([PENS], guided=True)
+    [messages] = runner.teacher.messages
+    assert wrong[0] in messages[-1]["content"] and "5" in messages[-1]["content"]  # the attempt and the target
+    assert "7 - 2 is 5, not 4." in row["hint"] and row["kept"] == ["7 - 2 = 5. \\boxed{5}"]
+
+
+def sums_with_solutions(path, n, seed):
+    """Tiny sums with a worked ``solution`` column (the reference rationale)."""
+    rng = random.Random(seed)
+    rows = [{**synthetic_problem(rng), "id": f"s{i}"} for i in range(n)]
+    path.write_text(json.dumps(rows))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guidance", ["answer", "rationale", "interactive", "state_reset"])
+def test_guided_round_on_the_tiny_model(guidance, tiny_model_dir, tmp_path):
+    from tests.sampling.test_guidance import TEACHER_REPLY, LoopbackTeacher
+
+    data = sums_with_solutions(tmp_path / "sums.json", n=6, seed=11)
+    teacher = LoopbackTeacher()
+    try:
+        args = SelfImproveArguments(
+            model_name_or_path=str(tiny_model_dir),
+            dataset_name=str(data),
+            rounds=1,
+            n_samples=4,
+            temperature=1.0,
+            max_tokens=40,
+            hard_threshold=0.75,
+            guidance=guidance,
+            teacher_api_base=teacher.api_base,
+            teacher_max_retries=0,
+            learning_rate=1e-3,
+            per_device_train_batch_size=8,
+            max_length=256,
+            seed=0,
+            stop_after_round=0,
+            output_dir=str(tmp_path / "si"),
+        )
+        [summary] = self_improve.main(args)
+    finally:
+        teacher.close()
+    rows = [json.loads(line) for line in (tmp_path / "si" / "round_0" / "rollouts.jsonl").read_text().splitlines()]
+    questions = {q["id"]: q for q in json.loads(data.read_text())}
+    hard = [r for r in rows if r["hard"]]
+    assert (
+        hard
+        and summary["hard_questions"] == len(hard)
+        and summary["guided_questions"] == sum(r["guided"] for r in hard)
+    )
+    assert all(r["guidance"] == guidance for r in rows) and not any(r["guided"] for r in rows if not r["hard"])
+    for r in hard:
+        q = questions[r["id"]]
+        assert r["target_answer"] == r["pseudo_label"]  # only socratic guidance may move a pseudo-label target
+        if not r["guided"]:
+            assert r["guidance_note"] and "hinted_answers" not in r
+            continue
+        assert len(r["hinted_answers"]) == 4 and len(r["hinted_agree"]) == 4
+        if guidance == "answer":
+            assert f"final answer is {r['pseudo_label']}" in r["hint"]
+        elif guidance == "rationale":
+            assert q["solution"] in r["hint"]
+        elif guidance == "interactive":
+            assert TEACHER_REPLY in r["hint"]
+        else:  # state reset: the prefix of an agreeing attempt, or the solution's "a + b = c." when none agrees
+            assert r["hint"] is None and r["reset_prefix"]
+            assert r["reset_prefix"] == q["solution"].split(" The answer")[0] or any(r["agree"])
+    if guidance == "interactive":
+        assert len(teacher.requests) == sum(r["guided"] for r in hard) > 0
+    # every kept rollout agrees with the target; a guided one is kept under the original question (sft_data)
+    sft = [json.loads(line) for line in (tmp_path / "si" / "round_0" / "sft_data.jsonl").read_text().splitlines()]
+    assert summary["sft_examples"] == len(sft) == sum(len(r["kept"]) for r in rows)
+    assert all("Hint" not in json.dumps(e["prompt"]) for e in sft)
+    assert summary["hard_coverage"] >= summary["hard_coverage_without_hints"]

@@ -65,6 +65,19 @@ def test_two_step_stories_have_the_right_answer():
     assert all(q["op"] in OPS for q in make_questions(200, seed=3))
 
 
+def test_every_story_carries_a_worked_solution_that_reaches_its_answer():
+    # The solution is the one-shot prompt's calculation: each "x op y = z." is right, the last z is the answer.
+    for q in make_questions(200, seed=3, ops=["add", "sub", "mul", "two_step"]):
+        steps = re.findall(r"(\d+) ([-+*]) (\d+) = (\d+)\.", q["solution"])
+        assert len(steps) == (2 if q["op"] == "two_step" else 1)
+        for a, op, b, z in steps:
+            assert {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op] == int(z)
+        assert steps[-1][3] == q["answer"] == extract_answer(q["solution"])
+        assert q["solution"].endswith(f"The answer is \\boxed{{{q['answer']}}}.")
+        if len(steps) == 2:  # a two-step solution chains its steps
+            assert steps[1][0] == steps[0][3]
+
+
 def test_arithmetic_questions_are_seeded_and_right():
     rows = make_arithmetic(300, seed=2)
     assert rows == make_arithmetic(300, seed=2) and rows != make_arithmetic(300, seed=3)

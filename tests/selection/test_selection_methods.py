@@ -44,6 +44,7 @@ EXPECTED_METHODS = {
     "self-calibration",
     "self-calibration-es",
     "verifier",
+    "verifier-vote",
 }
 
 
@@ -79,9 +80,9 @@ def test_registry_holds_every_method_and_refuses_duplicates():
 
 def test_resolve_methods_expands_all_and_drops_repeats():
     names = [s.name for s in resolve_methods(["sasc", "all", "sasc"], has_verifier=False)]
-    assert names[0] == "sasc" and len(names) == len(set(names)) == len(EXPECTED_METHODS) - 1
-    assert "verifier" not in names
-    assert "verifier" in [s.name for s in resolve_methods(["all"], has_verifier=True)]
+    assert names[0] == "sasc" and len(names) == len(set(names)) == len(EXPECTED_METHODS) - 2
+    assert "verifier" not in names and "verifier-vote" not in names
+    assert {"verifier", "verifier-vote"} <= {s.name for s in resolve_methods(["all"], has_verifier=True)}
     with pytest.raises(ValueError, match="no selection method"):
         resolve_methods([])
 
@@ -110,6 +111,15 @@ def test_minmax_combine_and_aggregate():
     assert aggregate_steps([0.9, 0.2, 0.7], "mean") == pytest.approx(0.6)
     assert aggregate_steps([0.9, 0.2, 0.7], "last") == 0.7
     assert aggregate_steps([], "min") == 0.0
+    # prod: the probability that every step is correct (Let's Verify Step by Step): 0.9 * 0.2 * 0.7
+    assert aggregate_steps([0.9, 0.2, 0.7], "prod") == pytest.approx(0.126)
+    assert aggregate_steps([0.5], "prod") == 0.5 and aggregate_steps([], "prod") == 0.0
+    # prod ranks a short solution above a longer one with the same weakest step; min ties them
+    short, long = [0.6, 0.9], [0.6, 0.9, 0.9, 0.9]
+    assert aggregate_steps(short, "prod") > aggregate_steps(long, "prod")
+    assert aggregate_steps(short, "min") == aggregate_steps(long, "min")
+    with pytest.raises(ValueError, match="prod"):
+        aggregate_steps([0.5], "product")
 
 
 def test_best_of_n_prefers_answered_candidates_and_earliest_ties():
@@ -313,6 +323,24 @@ def test_verifier_reranks_by_reward_model_score():
     assert verifier.calls == [("Q?", 3, "min")]
     with pytest.raises(ValueError, match="reward model"):
         select("verifier", [cand("1")])
+
+
+def test_verifier_vote_sums_scores_per_answer_class():
+    # Best-of-N picks the single best-scored "2" (0.9); summed per class "1" wins: 0.5 + 0.6 = 1.1 > 0.9 + 0.0.
+    candidates = [cand("1"), cand("2"), cand("1.0"), cand(None), cand("3")]
+    scores = [0.5, 0.9, 0.6, 0.95, 0.1]
+    assert select("verifier", candidates, verifier=FakeVerifier(scores)).pseudo_label == "2"
+    verifier = FakeVerifier(scores)
+    settings = SelectionSettings(step_aggregation="prod")
+    vote = select("verifier-vote", candidates, question="Q?", verifier=verifier, settings=settings)
+    assert vote.pseudo_label == "1" and vote.index == 2  # the winning class's best-scored candidate
+    assert vote.confidence == pytest.approx(1.1 / (1.1 + 0.9 + 0.1))  # an unanswered candidate does not vote
+    assert vote.scores == scores and verifier.calls == [("Q?", 5, "prod")]
+    # Equal totals: the larger class wins (weighted_vote's tie rule), then the earliest.
+    tie = select("verifier-vote", [cand("7"), cand("8"), cand("8")], verifier=FakeVerifier([0.8, 0.4, 0.4]))
+    assert tie.pseudo_label == "8"
+    with pytest.raises(ValueError, match="reward model"):
+        select("verifier-vote", [cand("1")])
 
 
 # -- the feature pass ------------------------------------------------------------------------------------------------
