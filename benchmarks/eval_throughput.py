@@ -17,16 +17,9 @@ Command (writes its figures to BENCHMARKS.md)::
 
 from __future__ import annotations
 
-import os
+import record  # sets OMP_NUM_THREADS
 
-for _key, _value in {
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    "VLLM_NO_USAGE_STATS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}.items():
-    os.environ.setdefault(_key, _value)
+record.set_vllm_cpu_environment()  # before torch and vLLM are imported
 
 import logging  # noqa: E402
 import tempfile  # noqa: E402
@@ -35,7 +28,6 @@ import warnings  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import record  # noqa: E402 - sets OMP_NUM_THREADS
 import torch  # noqa: E402
 
 from sasc_ttrl.data.benchmarks import load_benchmark  # noqa: E402

@@ -41,6 +41,23 @@ from pathlib import Path  # noqa: E402
 
 import machine_load  # noqa: E402
 
+# The vLLM benchmarks' environment, as in scripts/run_vllm_tests.sh: the engine in this process, 1 GiB of KV cache,
+# no usage stats, no hub.
+VLLM_CPU_ENVIRONMENT = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_NO_USAGE_STATS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def set_vllm_cpu_environment() -> None:
+    """Set `VLLM_CPU_ENVIRONMENT` (values already set win); call it before torch, vLLM or the hub are imported."""
+    for key, value in VLLM_CPU_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BENCHMARKS_FILE = REPO / "BENCHMARKS.md"
 

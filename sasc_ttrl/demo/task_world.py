@@ -5,7 +5,7 @@ answer is one addition, subtraction or multiplication of small numbers (``two_st
 and [`make_arithmetic`] asks bare sums, differences and products: the vote study's other question families). A
 small instruct model (SmolLM2-135M) is right on these only part of the time when it samples, and right more often
 when several samples vote: the regime where label-free test-time RL can teach it. Questions are rows in the
-benchmark format of ``../shared/data`` (``{prompt, answer, source, id}``): ``prompt`` is the bare question (the
+format of the shipped benchmarks (``{prompt, answer, source, id}``): ``prompt`` is the bare question (the
 loaders add the step-by-step / ``\\boxed{}`` instruction), ``answer`` the integer as a string, so every command of
 the project reads them; each story row also has a worked ``solution`` (the reference rationale of
 ``self-improve --guidance rationale``).
