@@ -7,13 +7,18 @@
 Collapse signals (label-free, what TTRL users watch for): ``unanimous_fraction``, the share of groups whose every
 answered rollout is in one class (the pseudo-label had no competitor), and ``label_entropy``, the entropy in bits of
 the pseudo-labels across the batch's groups (0 when every question gets the same label; no label counts as one
-more label). A vote that has become unanimous everywhere while answers go missing, or while a held-out score falls,
-is the collapse `sasc_ttrl.training.collapse.CollapseGuard` warns about.
+more label). A batch holds few groups, so the batch's entropy says little about a run that answers *every* question
+alike; [`RecentLabels`] keeps the pseudo-labels of the last questions voted on, across batches, and
+``top_label_share`` of that window is the share of those questions that got the most common label (about
+``1 / (number of distinct answers)`` on a healthy run, 1.0 on a run that answers "5" to everything). A vote that has
+become unanimous everywhere while answers go missing or a held-out score falls, or one label for most questions, is
+the collapse `sasc_ttrl.training.collapse.CollapseGuard` warns about.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -91,6 +96,48 @@ def label_entropy(labels: Sequence[str | None]) -> float:
     _, counts = np.unique(np.array([repr(x) for x in labels]), return_counts=True)
     p = counts / counts.sum()
     return float(-(p * np.log2(p)).sum() + 0.0)
+
+
+def top_label_share(labels: Sequence[str | None]) -> float:
+    """Share of ``labels`` equal to the most common label that is not ``None`` (0.0 when every label is ``None``).
+
+    Labels are compared as strings: a collapsed run repeats one answer verbatim, and a string count costs nothing,
+    unlike a math-verify check of every pair.
+    """
+    counts = Counter(str(x).strip() for x in labels if x is not None)
+    return max(counts.values()) / len(labels) if counts else 0.0
+
+
+class RecentLabels:
+    """The pseudo-labels of the last ``window`` distinct questions voted on, across batches.
+
+    A question voted on again (a second epoch, ``num_iterations``) replaces its older label and counts once.
+
+    Args:
+        window: Distinct questions kept (the oldest leaves first).
+        min_questions: Fewer questions than this give no share (too few to call a label common).
+    """
+
+    def __init__(self, window: int = 16, min_questions: int = 8):
+        if not 1 <= min_questions <= window:
+            raise ValueError(f"need 1 <= min_questions <= window, got {min_questions}, {window}")
+        self.window = window
+        self.min_questions = min_questions
+        self._labels: OrderedDict[Hashable, str | None] = OrderedDict()
+
+    def update(self, items: Iterable[tuple[Hashable, str | None]]) -> None:
+        """Record ``(question key, pseudo-label)`` pairs in the order they were voted on."""
+        for key, label in items:
+            self._labels.pop(key, None)
+            self._labels[key] = label
+            while len(self._labels) > self.window:
+                self._labels.popitem(last=False)
+
+    def top_label_share(self) -> float | None:
+        """``top_label_share`` of the window, or ``None`` while it holds fewer than ``min_questions`` questions."""
+        if len(self._labels) < self.min_questions:
+            return None
+        return top_label_share(list(self._labels.values()))
 
 
 def _same_label(a: str | None, b: str | None, timeout: float | None) -> bool:

@@ -7,6 +7,13 @@ a row *and* either some rollouts still give no answer (so the agreement is not t
 or a held-out score the user logs (``heldout_metric``, e.g. a pass@k of an evaluation callback) has fallen below
 its best value.
 
+The same warning also fires, on its own, when most questions get one answer: the vote rewards reaching any answer
+the group agrees on, and the cheapest such answer is one that fits every question ("3 + 2 = 5. The answer is
+\\boxed{5}."). It watches ``<vote>/recent_top_label_share`` (the share of the last 16 questions whose pseudo-label
+is the most common one, see `sasc_ttrl.core.label_diagnostics.RecentLabels`) and warns when it has been at least
+``label_share`` for ``patience`` logged steps in a row. Such a run need not be unanimous within its groups, nor
+miss answers, so the first condition alone does not see it.
+
 A second guard, [`NoAnswerGuard`], warns once when no rollout has given any answer since training started: every
 reward is then 0 and the run learns nothing.
 """
@@ -23,21 +30,35 @@ logger = logging.getLogger(__name__)
 
 
 class CollapseGuard(TrainerCallback):
-    """Watches ``<vote>/unanimous_fraction`` and ``<vote>/no_answer_fraction`` in the trainer's logs.
+    """Watches ``<vote>/unanimous_fraction``, ``<vote>/no_answer_fraction`` and ``<vote>/recent_top_label_share``.
 
     Args:
         threshold: Share of unanimous groups that counts as a unanimous step.
-        patience: Consecutive logged unanimous steps before the other conditions are checked.
+        patience: Consecutive logged unanimous steps before the other conditions are checked; also the consecutive
+            logged steps of one dominant label.
         heldout_metric: Name of a logged held-out score; a value below the best seen so far counts as a fall.
+        label_share: Share of the recent questions with the most common pseudo-label that counts as one label for
+            most questions (``None``: not watched).
     """
 
-    def __init__(self, threshold: float = 0.9, patience: int = 3, heldout_metric: str | None = None):
+    def __init__(
+        self,
+        threshold: float = 0.9,
+        patience: int = 3,
+        heldout_metric: str | None = None,
+        label_share: float | None = 0.5,
+    ):
         if not 0.0 < threshold <= 1.0 or patience < 1:
             raise ValueError(f"need 0 < threshold <= 1 and patience >= 1, got {threshold}, {patience}")
+        if label_share is not None and not 0.0 < label_share <= 1.0:
+            raise ValueError(f"need 0 < label_share <= 1 (or None), got {label_share}")
         self.threshold = threshold
         self.patience = patience
         self.heldout_metric = heldout_metric
+        self.label_share = label_share
         self.streak = 0
+        self.share_streak = 0
+        self.last_share = 0.0
         self.best_heldout: float | None = None
         self.heldout_fell = False
         self.warned = False
@@ -50,20 +71,34 @@ class CollapseGuard(TrainerCallback):
             if self.best_heldout is not None and value < self.best_heldout:
                 self.heldout_fell = True
             self.best_heldout = value if self.best_heldout is None else max(self.best_heldout, value)
+        shares = [float(logs[k]) for k in logs if k.endswith("/recent_top_label_share")]
+        if self.label_share is not None and shares:
+            self.last_share = min(shares)
+            self.share_streak = self.share_streak + 1 if self.last_share >= self.label_share else 0
         keys = [k for k in logs if k.endswith("/unanimous_fraction")]
-        if not keys:
+        if self.warned or not keys:
             return
         unanimous = min(float(logs[k]) for k in keys)
         self.streak = self.streak + 1 if unanimous >= self.threshold else 0
         answered = 1.0 - max(float(logs.get(k.replace("unanimous_fraction", "no_answer_fraction"), 0.0)) for k in keys)
-        if self.warned or self.streak < self.patience or (answered >= 1.0 and not self.heldout_fell):
-            return
-        why = f"answer rate {100 * answered:.0f}%" if answered < 1.0 else f"{self.heldout_metric} fell"
-        self.message = (
-            f"possible collapse at step {state.global_step}: the vote was unanimous on >= {100 * self.threshold:.0f}% "
-            f"of the groups for {self.streak} logged steps while {why}. The reward now mostly pays for agreement; "
-            "check a held-out score, lower the learning rate, or stop here (collapse_patience: 0 turns this off)."
+        advice = (
+            "The reward now mostly pays for agreement; check a held-out score, lower the learning rate, or stop here "
+            "(collapse_patience: 0 turns this off)."
         )
+        if self.share_streak >= self.patience:
+            self.message = (
+                f"possible collapse at step {state.global_step}: {100 * self.last_share:.0f}% of the last questions "
+                f"got the same pseudo-label, for {self.share_streak} logged steps (recent_top_label_share >= "
+                f"{self.label_share}): the model gives one answer whatever the question. {advice}"
+            )
+        elif self.streak >= self.patience and (answered < 1.0 or self.heldout_fell):
+            why = f"answer rate {100 * answered:.0f}%" if answered < 1.0 else f"{self.heldout_metric} fell"
+            self.message = (
+                f"possible collapse at step {state.global_step}: the vote was unanimous on >= "
+                f"{100 * self.threshold:.0f}% of the groups for {self.streak} logged steps while {why}. {advice}"
+            )
+        else:
+            return
         logger.warning(self.message)
         warnings.warn(self.message, UserWarning, stacklevel=2)
         self.warned = True

@@ -47,10 +47,12 @@ class SASCConfig(GRPOConfig, VoteArguments):
             With a PEFT adapter, also save the merged model to `<output_dir>/merged` (ready for `sasc-ttrl eval`).
         vote_log_path (`str` or `None`):
             JSONL file where the main process appends every group's vote, for auditing pseudo-labels.
-        collapse_threshold, collapse_patience, collapse_heldout_metric:
+        collapse_threshold, collapse_patience, collapse_heldout_metric, collapse_label_share:
             The collapse warning ([`CollapseGuard`]): warn once when the vote was unanimous on at least
             `collapse_threshold` of the groups for `collapse_patience` logged steps (0 = off) while answers are
-            missing or the logged metric `collapse_heldout_metric` (if given) fell.
+            missing or the logged metric `collapse_heldout_metric` (if given) fell, or when at least
+            `collapse_label_share` of the last 16 questions got the same pseudo-label for `collapse_patience`
+            logged steps (`None` turns this second condition off).
         no_answer_patience (`int`, defaults to `3`):
             The no-answer warning ([`NoAnswerGuard`]): warn once when no rollout gave an answer in the first
             `no_answer_patience` logged steps (or in a shorter run, at its end); 0 turns it off.
@@ -95,6 +97,13 @@ class SASCConfig(GRPOConfig, VoteArguments):
     collapse_heldout_metric: str | None = field(
         default=None, metadata={"help": "Collapse warning: a logged held-out score whose fall counts (optional)."}
     )
+    collapse_label_share: float | None = field(
+        default=0.5,
+        metadata={
+            "help": "Collapse warning: also warn when this share of the last 16 questions got one pseudo-label for "
+            "collapse_patience logged steps (none turns this condition off)."
+        },
+    )
     no_answer_patience: int = field(
         default=3, metadata={"help": "Warn when no rollout answers in the first N logged steps (0 turns it off)."}
     )
@@ -130,6 +139,8 @@ class SASCConfig(GRPOConfig, VoteArguments):
                 f"collapse_threshold must be in (0, 1] and collapse_patience >= 0, got {self.collapse_threshold}, "
                 f"{self.collapse_patience}"
             )
+        if self.collapse_label_share is not None and not 0.0 < self.collapse_label_share <= 1.0:
+            raise ValueError(f"collapse_label_share must be in (0, 1] or None, got {self.collapse_label_share}")
         if self.entropy_source not in ENTROPY_SOURCES:
             raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
         if self.train_selection not in TRAIN_SELECTIONS:

@@ -16,12 +16,17 @@ Keyword arguments read from TRL (``f(prompts, completions, completion_ids, **kwa
 * ``answer``: the hidden answer, used ONLY for logged diagnostics.
 * ``log_metric`` / ``log_extra``: TRL's logging hooks.
 
+Besides the batch's diagnostics, a vote reward logs ``<vote>/recent_top_label_share``: the share of the last 16
+distinct questions (across batches, once 8 are known) whose pseudo-label is the most common one, which
+[`CollapseGuard`] watches for a run that gives every question the same answer.
+
 Registry: ``sasc`` (stability-aware vote), ``majority`` (TTRL) and ``fixed_label`` (agree with a builder output's
 ``pseudo_label`` column). Other rewards can be named by dotted path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import math
@@ -29,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.answers import extract_answer, group_equivalent, is_equivalent
-from ..core.label_diagnostics import group_diagnostics
+from ..core.label_diagnostics import RecentLabels, group_diagnostics
 from ..core.stability import instability
 from ..core.voting import VoteResult, VoteSettings, majority_vote, stability_vote
 
@@ -163,6 +168,7 @@ def vote_and_reward(
     log_extra: Callable[[str, list], None] | None = None,
     trainer_state: Any = None,
     log_counter: VoteLogCounter | None = None,
+    recent_labels: RecentLabels | None = None,
 ) -> list[float]:
     """Gather the batch across processes, vote per group, log diagnostics, return the local rewards.
 
@@ -176,6 +182,8 @@ def vote_and_reward(
         log_metric, log_extra: TRL's logging hooks.
         trainer_state: TRL's ``TrainerState``; its step goes into the vote log.
         log_counter: Numbers the vote log's groups across calls (one per reward function).
+        recent_labels: The last questions' pseudo-labels across calls (one per reward function); with
+            ``log_metric``, their ``top_label_share`` is logged as ``<vote>/recent_top_label_share``.
     """
     if vote == "sasc" and token_entropies is None:
         raise ValueError(
@@ -199,6 +207,7 @@ def vote_and_reward(
                 "broken": finite is not None and len(finite) < len(entropies),
                 "group": rollout_group[i] if rollout_group is not None else None,
                 "prompt": None if rollout_group is not None else repr(prompts[i]),
+                "question": hashlib.blake2b(repr(prompts[i]).encode(), digest_size=8).hexdigest(),
                 "gold": None if answer is None or answer[i] is None else str(answer[i]),
             }
         )
@@ -253,6 +262,11 @@ def vote_and_reward(
         )
         for name, value in metrics.items():
             log_metric(f"{vote}/{name}", value)
+    if recent_labels is not None:
+        recent_labels.update((all_records[idx[0]]["question"], v.pseudo_label) for idx, v in zip(groups, votes))
+        share = recent_labels.top_label_share()
+        if log_metric is not None and share is not None:
+            log_metric(f"{vote}/recent_top_label_share", share)
     local = slice(offset, offset + n_local)
     if log_extra is not None:
         log_extra(f"{vote}_pseudo_label", [str(x) for x in labels[local]])
@@ -264,6 +278,7 @@ def _make_vote_reward(vote: str, name: str, doc: str):
     def factory(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
         settings = settings or VoteSettings()
         counter = VoteLogCounter()
+        recent = RecentLabels()
 
         def reward(prompts, completions, token_entropies=None, rollout_group=None, answer=None, **kwargs):
             return vote_and_reward(
@@ -278,6 +293,7 @@ def _make_vote_reward(vote: str, name: str, doc: str):
                 log_extra=kwargs.get("log_extra"),
                 trainer_state=kwargs.get("trainer_state"),
                 log_counter=counter,
+                recent_labels=recent,
             )
 
         reward.__name__ = reward.__qualname__ = name  # TRL logs it as rewards/<name>/mean

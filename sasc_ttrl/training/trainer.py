@@ -76,7 +76,12 @@ class SASCTrainer(GRPOTrainer):
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         if args.collapse_patience > 0:
             self.add_callback(
-                CollapseGuard(args.collapse_threshold, args.collapse_patience, args.collapse_heldout_metric)
+                CollapseGuard(
+                    args.collapse_threshold,
+                    args.collapse_patience,
+                    args.collapse_heldout_metric,
+                    label_share=args.collapse_label_share,
+                )
             )
         if args.no_answer_patience > 0:
             self.add_callback(NoAnswerGuard(args.no_answer_patience))
