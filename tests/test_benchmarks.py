@@ -6,7 +6,6 @@ benchmarks file, never to the real BENCHMARKS.md.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import re
@@ -17,6 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.vllm_marks import needs_vllm
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
@@ -354,14 +355,7 @@ def test_demo_wall_time_quick(tmp_path):
     assert as_number(row[2]) > 0 and "eval_base" in row[4]
 
 
-VLLM_MISSING = importlib.util.find_spec("vllm") is None
-if VLLM_MISSING and os.environ.get("SASC_TTRL_REQUIRE_VLLM") == "1":
-    raise RuntimeError("SASC_TTRL_REQUIRE_VLLM=1 but vLLM is not installed in this environment")
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
-@pytest.mark.skipif(VLLM_MISSING, reason="vLLM is not installed here; run `bash scripts/run_vllm_tests.sh`")
+@needs_vllm
 def test_vllm_logprobs_quick(tmp_path):
     _, text = run_benchmark("vllm_logprobs", tmp_path)
     block = recorded_block(text, "vllm_logprobs")
@@ -382,9 +376,7 @@ def test_vllm_logprobs_quick(tmp_path):
     assert all(parts["generate"][i] <= parts["total"][i] for i in range(4))
 
 
-@pytest.mark.vllm
-@pytest.mark.slow
-@pytest.mark.skipif(VLLM_MISSING, reason="vLLM is not installed here; run `bash scripts/run_vllm_tests.sh`")
+@needs_vllm
 def test_eval_throughput_quick(tmp_path):
     _, text = run_benchmark("eval_throughput", tmp_path)
     block = recorded_block(text, "eval_throughput")

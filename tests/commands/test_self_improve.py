@@ -273,10 +273,11 @@ def sums_with_solutions(path, n, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("guidance", ["answer", "rationale", "interactive", "state_reset"])
 def test_guided_round_on_the_tiny_model(guidance, tiny_model_dir, tmp_path):
-    from tests.sampling.test_guidance import TEACHER_REPLY, LoopbackTeacher
+    from tests.loopback_chat import LoopbackChatServer
+    from tests.sampling.test_guidance import TEACHER_REPLY
 
     data = sums_with_solutions(tmp_path / "sums.json", n=6, seed=11)
-    teacher = LoopbackTeacher()
+    teacher = LoopbackChatServer(TEACHER_REPLY)
     try:
         args = SelfImproveArguments(
             model_name_or_path=str(tiny_model_dir),

@@ -3,10 +3,6 @@ interactive teacher through the OpenAI-compatible client against a loopback serv
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from sasc_ttrl.core.answers import extract_answer
@@ -20,53 +16,14 @@ from sasc_ttrl.sampling.guidance import (
     teacher_messages,
 )
 from sasc_ttrl.sampling.openai_client import KeyStepClient
+from tests.loopback_chat import LoopbackChatServer
 
 TEACHER_REPLY = "The first step is wrong: 7 - 2 is 5, not 4."
 
 
-class LoopbackTeacher:
-    """An OpenAI-compatible ``/v1/chat/completions`` endpoint on 127.0.0.1 that records the requests and replies
-    ``TEACHER_REPLY`` (HTTP 500 ``failures`` times first)."""
-
-    def __init__(self, failures: int = 0):
-        self.requests: list[dict] = []
-        self.failures = failures
-        teacher = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                teacher.requests.append(body)
-                if teacher.failures > 0:
-                    teacher.failures -= 1
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": TEACHER_REPLY}}]})
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def teacher_server():
-    server = LoopbackTeacher()
+    server = LoopbackChatServer(TEACHER_REPLY)
     yield server
     server.close()
 
@@ -129,7 +86,7 @@ def test_each_strategy_plans_its_guidance():
 def test_interactive_guidance_asks_a_teacher_over_http(teacher_server):
     client = KeyStepClient(api_base=teacher_server.api_base, model="teacher-model", backoff=0.0, max_tokens=64)
     result = plan("interactive", teacher=client.chat)
-    [request] = teacher_server.requests
+    [request] = [r["body"] for r in teacher_server.requests]
     assert request["model"] == "teacher-model" and request["max_tokens"] == 64
     assert request["messages"] == teacher_messages(QUESTION, TEXTS[0], "5")  # the first wrong attempt, the target
     user = request["messages"][1]["content"]

@@ -28,7 +28,6 @@ does) to fail instead of skipping when vLLM is not installed.
 from __future__ import annotations
 
 import gc
-import importlib.util
 import math
 import os
 
@@ -40,20 +39,9 @@ from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
 from sasc_ttrl.sampling.generation import encode_prompts
 from sasc_ttrl.sampling.models import load_transformers_model
 from sasc_ttrl.sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs
+from tests.vllm_marks import VLLM_MARKS
 
-VLLM_MISSING = importlib.util.find_spec("vllm") is None
-if VLLM_MISSING and os.environ.get("SASC_TTRL_REQUIRE_VLLM") == "1":
-    raise RuntimeError("SASC_TTRL_REQUIRE_VLLM=1 but vLLM is not installed in this environment")
-
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        VLLM_MISSING,
-        reason="vLLM is not installed in this environment; run the vLLM tests with `bash scripts/run_vllm_tests.sh` "
-        "(it builds the separate .venv-vllm)",
-    ),
-]
+pytestmark = VLLM_MARKS
 
 QUESTIONS = ["What is 3 + 4?", "What is 12 + 9?"]
 N, TEMPERATURE, MAX_TOKENS, TOP_K, SEED = 4, 0.7, 32, 20, 0

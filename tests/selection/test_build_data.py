@@ -9,9 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from sasc_ttrl.selection import builder
 from sasc_ttrl.selection.adapters.token_features import compute_token_features
 from sasc_ttrl.selection.build_arguments import BuildArguments
 from sasc_ttrl.selection.registry import SELECTION_METHODS
+from tests.loopback_chat import LoopbackChatServer
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_COLUMNS = {
@@ -68,55 +67,9 @@ def read_rows(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-class ChatServer:
-    """An OpenAI-compatible /v1/chat/completions endpoint on 127.0.0.1 whose replies the test scripts.
-
-    ``failures`` HTTP 500 replies come first, then ``KEY_STEPS`` (or, with ``always_fail``, 500 forever).
-    """
-
-    def __init__(self):
-        self.requests: list[dict] = []
-        self.failures = 0
-        self.always_fail = False
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                if server.always_fail or server.failures > 0:
-                    server.failures -= 1
-                    self.send_response(500)
-                    self.end_headers()
-                    self.wfile.write(b"overloaded")
-                    return
-                reply = {"choices": [{"message": {"role": "assistant", "content": KEY_STEPS}}]}
-                data = json.dumps(reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def chat_server():
-    server = ChatServer()
+    server = LoopbackChatServer(KEY_STEPS)
     yield server
     server.close()
 
@@ -145,7 +98,7 @@ def tiny_verifier(tiny_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_build(tiny_model_dir, sums, tiny_verifier, tmp_path_factory):
     """All methods (verifier included) on 3 questions, with guided re-sampling and key steps from a local server."""
-    server = ChatServer()
+    server = LoopbackChatServer(KEY_STEPS)
     os.environ["SASC_TEST_KEY"] = "test-key"
     try:
         out = tmp_path_factory.mktemp("build")

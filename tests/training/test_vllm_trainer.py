@@ -16,7 +16,6 @@ Two things in TRL 1.16 + vLLM 0.32 (CPU) need working around here; both are repo
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 
 import pytest
@@ -28,20 +27,9 @@ from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
 from sasc_ttrl.training.rewards import get_reward_funcs
 from tests.training.test_trainer import tiny_config
+from tests.vllm_marks import VLLM_MARKS
 
-VLLM_MISSING = importlib.util.find_spec("vllm") is None
-if VLLM_MISSING and os.environ.get("SASC_TTRL_REQUIRE_VLLM") == "1":
-    raise RuntimeError("SASC_TTRL_REQUIRE_VLLM=1 but vLLM is not installed in this environment")
-
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        VLLM_MISSING,
-        reason="vLLM is not installed in this environment; run the vLLM tests with `bash scripts/run_vllm_tests.sh` "
-        "(it builds the separate .venv-vllm)",
-    ),
-]
+pytestmark = VLLM_MARKS
 
 TEMPERATURE = 0.7
 TOLERANCE = 1e-4  # observed here: entropies 6.6e-6, TRL's sampling logp difference 1.2e-5
