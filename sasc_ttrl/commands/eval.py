@@ -158,15 +158,7 @@ class EvalArguments(VoteArguments):
     @property
     def sampling_settings(self) -> SamplingSettings:
         """How the samples are drawn ([`SamplingSettings`])."""
-        return SamplingSettings(
-            n=self.n,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-            entropy_top_k=self.entropy_top_k,
-            batch_size=self.batch_size,
-        )
+        return SamplingSettings.from_arguments(self, n=self.n)
 
 
 def main(args: EvalArguments) -> dict[str, Any]:

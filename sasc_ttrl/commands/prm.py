@@ -210,14 +210,7 @@ def label_dataset(args: PRMArguments, questions: list[QuestionRollouts], path: P
                         model,
                         tokenizer,
                         [prompt + p for p in prefixes],
-                        SamplingSettings(
-                            n=k,
-                            temperature=args.temperature,
-                            top_p=args.top_p,
-                            max_tokens=args.max_tokens,
-                            seed=args.seed,
-                            batch_size=args.batch_size,
-                        ),
+                        SamplingSettings.from_arguments(args, n=k),
                         sample_keys=[q.index * 1_000_000 + m for m in range(len(prefixes))],
                     )
                     return [[r.text for r in g] for g in groups]

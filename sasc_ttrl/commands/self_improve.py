@@ -279,14 +279,7 @@ class RoundRunner:
             self.model,
             self.tokenizer,
             list(prompts),
-            SamplingSettings(
-                n=a.n_samples,
-                temperature=a.temperature,
-                top_p=a.top_p,
-                max_tokens=a.max_tokens,
-                seed=seed,
-                batch_size=a.batch_size,
-            ),
+            SamplingSettings.from_arguments(a, n=a.n_samples, seed=seed),
             sample_keys=[q.index for q in questions],
         )
         for q, group in zip(questions, groups):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,13 @@ class SamplingSettings:
                 f"max_tokens, entropy_top_k and batch_size must be >= 1, got {self.max_tokens}, "
                 f"{self.entropy_top_k}, {self.batch_size}"
             )
+
+    @classmethod
+    def from_arguments(cls, args: Any, n: int, **overrides: Any) -> SamplingSettings:
+        """The settings of a command's arguments: ``n``, and each other field of this class that ``args`` has
+        (``temperature``, ``top_p``, ...; the class default otherwise); ``overrides`` win."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "n" and hasattr(args, f.name)}
+        return cls(n=n, **{**values, **overrides})
 
 
 def sample_seed(*parts: int) -> int:

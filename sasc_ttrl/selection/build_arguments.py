@@ -153,15 +153,7 @@ class BuildArguments(VoteArguments):
     @property
     def sampling_settings(self) -> SamplingSettings:
         """How the candidates are drawn ([`SamplingSettings`])."""
-        return SamplingSettings(
-            n=self.n_candidates,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-            entropy_top_k=self.entropy_top_k,
-            batch_size=self.batch_size,
-        )
+        return SamplingSettings.from_arguments(self, n=self.n_candidates)
 
     def selection_settings(self) -> SelectionSettings:
         """The methods' hyper-parameters."""

@@ -160,13 +160,11 @@ def test_step_labels_made_before_prompt_style_existed_resume_as_math(tmp_path):
         prm._check_config(one_shot, tmp_path / "out")
 
 
-@pytest.fixture(scope="module")
-def tiny_build(tiny_model_dir, tmp_path_factory):
-    """A builder output with candidates on 6 tiny sums."""
-    root = tmp_path_factory.mktemp("prm")
-    data = write_tiny_dataset(root / "sums.json", n=6, seed=5)
-    args = BuildArguments(
-        model_name_or_path=str(tiny_model_dir),
+def tiny_build_args(model_dir, data, output_dir, **overrides) -> BuildArguments:
+    """The builder's settings of these tests: 4 candidates per question (saved), the same seed whatever the method,
+    so a rerank sees the very candidates the PRM's data came from."""
+    values = dict(
+        model_name_or_path=str(model_dir),
         dataset_name=str(data),
         methods=["self-consistency"],
         n_candidates=4,
@@ -175,9 +173,18 @@ def tiny_build(tiny_model_dir, tmp_path_factory):
         seed=1,
         dtype="float32",
         save_candidates=True,
-        output_dir=str(root / "build"),
+        output_dir=str(output_dir),
     )
-    build.main(args)
+    values.update(overrides)
+    return BuildArguments(**values)
+
+
+@pytest.fixture(scope="module")
+def tiny_build(tiny_model_dir, tmp_path_factory):
+    """A builder output with candidates on 6 tiny sums."""
+    root = tmp_path_factory.mktemp("prm")
+    data = write_tiny_dataset(root / "sums.json", n=6, seed=5)
+    build.main(tiny_build_args(tiny_model_dir, data, root / "build"))
     return root, data
 
 
@@ -225,20 +232,10 @@ def test_prm_loop_end_to_end_and_the_builder_reranks_with_it(tiny_model_dir, tin
         prm.main(prm_args(tiny_model_dir, rows_file, out, target="pseudo_label"))
     # The builder's verifier method loads both models and reranks the candidates.
     for kind, folder in (("orm", "orm"), ("prm", "prm")):
-        args = BuildArguments(
-            model_name_or_path=str(tiny_model_dir),
-            dataset_name=str(data),
-            methods=["verifier"],
-            verifier_model_name_or_path=str(out / folder),
-            verifier_kind=kind,
-            n_candidates=4,
-            temperature=1.0,
-            max_tokens=40,
-            seed=1,
-            dtype="float32",
-            save_candidates=True,
-            output_dir=str(root / f"rerank-{kind}"),
-        )
+        args = tiny_build_args(
+            tiny_model_dir, data, root / f"rerank-{kind}", methods=["verifier"],
+            verifier_model_name_or_path=str(out / folder), verifier_kind=kind,
+        )  # fmt: skip
         build.main(args)
         rows = [json.loads(line) for line in (root / f"rerank-{kind}" / "verifier.jsonl").read_text().splitlines()]
         assert len(rows) == 6
@@ -320,21 +317,15 @@ def test_prm_trained_on_prm800k_reranks_with_prod_and_verifier_vote(tiny_model_d
     assert report["prm"]["examples"] == 8 and (out / "prm" / "config.json").exists() and not (out / "orm").exists()
     build_out = tmp_path / "rerank"
     build.main(
-        BuildArguments(
-            model_name_or_path=str(tiny_model_dir),
-            dataset_name=str(sums),
+        tiny_build_args(
+            tiny_model_dir,
+            sums,
+            build_out,
             methods=["verifier", "verifier-vote"],
             verifier_model_name_or_path=str(out / "prm"),
             verifier_kind="prm",
             step_aggregation="prod",
-            n_candidates=4,
-            temperature=1.0,
-            max_tokens=40,
-            seed=1,
-            dtype="float32",
-            save_candidates=True,
-            output_dir=str(build_out),
-        )
+        )  # fmt: skip
     )
     report = json.loads((build_out / "comparison.json").read_text())
     assert set(report["methods"]) == {"verifier", "verifier-vote"}  # side by side in one comparison

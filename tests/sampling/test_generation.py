@@ -262,3 +262,18 @@ def test_vllm_serves_a_lora_adapter_folder_merged(tiny_model_dir, tiny_adapter_d
         abs(a - b) for (_, record), ref in zip(flat, entropies(base)) for a, b in zip(record.entropies, ref)
     )
     assert worst_vs_base > 1e-2, "the adapter should change the model"
+
+
+def test_sampling_settings_from_a_commands_arguments():
+    """A command's arguments give the fields they have; the rest keep the class defaults; overrides win; the
+    settings' own checks still apply."""
+    from types import SimpleNamespace
+
+    from sasc_ttrl.sampling.generation import SamplingSettings
+
+    args = SimpleNamespace(temperature=0.6, top_p=0.9, max_tokens=40, seed=3, batch_size=2, learning_rate=1e-3)
+    got = SamplingSettings.from_arguments(args, n=5, seed=11)
+    assert got == SamplingSettings(n=5, temperature=0.6, top_p=0.9, max_tokens=40, seed=11, batch_size=2)
+    assert got.entropy_top_k == SamplingSettings(n=1, temperature=1.0).entropy_top_k  # not in args: the default
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingSettings.from_arguments(SimpleNamespace(temperature=0.0), n=1)

@@ -13,7 +13,6 @@ partitions).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,10 +22,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
+from tests.training import resume_checks
+from tests.training.resume_checks import assert_resumed_like_reference
 from tests.training.test_distributed import env_for_children, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,15 +48,7 @@ def launch_command(config: str, model_dir: Path, data: Path, output_dir: Path, v
 
 
 def run(cmd: list[str], log: Path) -> None:
-    with open(log, "w") as handle:
-        result = subprocess.run(
-            cmd, env=env_for_children(), cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, timeout=900
-        )
-    assert result.returncode == 0, log.read_text()[-4000:]
-
-
-def vote_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    resume_checks.run(cmd, log, env_for_children(), timeout=900)
 
 
 def ranks_of(launcher: subprocess.Popen) -> dict[int, psutil.Process]:
@@ -150,27 +141,8 @@ def test_killed_rank_stops_the_run_and_resume_auto_finishes_it(tiny_model_dir, t
         tmp_path / "resumed.log",
     )
 
-    # The step counter continued: the rerun trained steps 3-4 only.
-    state = json.loads((killed / "trainer_state.json").read_text())
-    assert state["global_step"] == MAX_STEPS
-    assert [e["step"] for e in state["log_history"] if "loss" in e] == list(range(1, MAX_STEPS + 1))
-    resumed = vote_lines(resumed_votes)
-    assert len(resumed) == (MAX_STEPS - SAVE_STEPS) * GROUPS_PER_STEP
+    resumed = assert_resumed_like_reference(
+        killed, reference, resumed_votes, tmp_path / "votes_reference.jsonl", tiny_model_dir,
+        MAX_STEPS, SAVE_STEPS, GROUPS_PER_STEP, vote_fields=("answers", "ranks", "pseudo_label", "rewards"),
+    )  # fmt: skip
     assert any(sorted(set(v["ranks"])) == [0, 1] for v in resumed), "the middle group should span both ranks"
-
-    # Both ranks' sampling RNGs continued: steps 3-4 voted on the very rollouts the uninterrupted run saw.
-    expected = vote_lines(tmp_path / "votes_reference.jsonl")[SAVE_STEPS * GROUPS_PER_STEP :]
-    assert any(len(set(v["rewards"])) > 1 for v in expected), "some group must have a learning signal"
-    assert [(v["answers"], v["ranks"], v["pseudo_label"], v["rewards"]) for v in resumed] == [
-        (v["answers"], v["ranks"], v["pseudo_label"], v["rewards"]) for v in expected
-    ]
-    flat = [s for v in resumed for s in v["instabilities"]]
-    assert flat == pytest.approx([s for v in expected for s in v["instabilities"]], abs=1e-6)
-
-    # The optimizer state continued: the final weights are those of the uninterrupted run, bit for bit.
-    final, base = load_file(killed / "model.safetensors"), load_file(reference / "model.safetensors")
-    assert final.keys() == base.keys()
-    for name in base:
-        assert torch.equal(final[name], base[name]), name
-    initial = load_file(tiny_model_dir / "model.safetensors")
-    assert any(not torch.equal(base[name], initial[name]) for name in initial), "training must move the weights"

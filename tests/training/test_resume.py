@@ -9,7 +9,6 @@ optimizer state continues: fresh Adam moments would give other weights).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
+from tests.training import resume_checks
+from tests.training.resume_checks import assert_resumed_like_reference
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "recipes" / "tiny" / "sasc_cpu.yaml")
@@ -40,13 +39,7 @@ def command(model_dir: Path, data: Path, output_dir: Path, votes: Path, *extra: 
 
 
 def run(cmd: list[str], log: Path) -> None:
-    with open(log, "w") as handle:
-        result = subprocess.run(cmd, env=ENV, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, timeout=600)
-    assert result.returncode == 0, log.read_text()[-3000:]
-
-
-def vote_lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    resume_checks.run(cmd, log, ENV, timeout=600)
 
 
 @pytest.mark.slow
@@ -88,26 +81,7 @@ def test_sigkill_then_resume_auto_continues_the_run(tiny_model_dir, tmp_path):
         tmp_path / "resumed.log",
     )
 
-    # The step counter continued: the rerun trained steps 3-4 only, and the run ends at max_steps.
-    state = json.loads((killed / "trainer_state.json").read_text())
-    assert state["global_step"] == MAX_STEPS
-    assert [e["step"] for e in state["log_history"] if "loss" in e] == list(range(1, MAX_STEPS + 1))
-    resumed = vote_lines(resumed_votes)
-    assert len(resumed) == (MAX_STEPS - SAVE_STEPS) * GROUPS_PER_STEP
-
-    # The sampling RNG continued: steps 3-4 voted on the very rollouts the uninterrupted run saw.
-    expected = vote_lines(tmp_path / "votes_reference.jsonl")[SAVE_STEPS * GROUPS_PER_STEP :]
-    assert any(len(set(v["rewards"])) > 1 for v in expected), "some group must have a learning signal"
-    assert [(v["answers"], v["pseudo_label"], v["rewards"]) for v in resumed] == [
-        (v["answers"], v["pseudo_label"], v["rewards"]) for v in expected
-    ]
-    flat = [s for v in resumed for s in v["instabilities"]]
-    assert flat == pytest.approx([s for v in expected for s in v["instabilities"]], abs=1e-6)
-
-    # The optimizer state continued: the final weights are those of the uninterrupted run.
-    final, base = load_file(killed / "model.safetensors"), load_file(reference / "model.safetensors")
-    assert final.keys() == base.keys()
-    for name in base:
-        assert torch.equal(final[name], base[name]), name
-    initial = load_file(tiny_model_dir / "model.safetensors")
-    assert any(not torch.equal(base[name], initial[name]) for name in initial), "training must move the weights"
+    assert_resumed_like_reference(
+        killed, reference, resumed_votes, tmp_path / "votes_reference.jsonl", tiny_model_dir,
+        MAX_STEPS, SAVE_STEPS, GROUPS_PER_STEP,
+    )  # fmt: skip
