@@ -213,7 +213,8 @@ def load_model(model_path: str, args: argparse.Namespace) -> tuple[Any, Any]:
     if args.backend == "vllm":
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         # vLLM's CPU build cannot rewind a seeded request's generator, which a prefill split over two engine steps
-        # needs ("CPU Generator does not use offset"): a step budget larger than any batch of prompts avoids splits.
+        # needs ("CPU Generator does not use offset"); sample_vllm sends prompts in batches that fit one step, and a
+        # large step budget keeps those batches large.
         llm = load_vllm(
             model_path, seed=args.seed, dtype="float32", enable_prefix_caching=True, max_model_len=1024,
             max_num_batched_tokens=32768,

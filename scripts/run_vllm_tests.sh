@@ -14,7 +14,7 @@ export VLLM_ENABLE_V1_MULTIPROCESSING=0                        # engine in the t
 export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1    # no network: only PyPI is reachable
 export SASC_TTRL_REQUIRE_VLLM=1
 status=0
-"$VENV/bin/python" -m pytest -m vllm tests/sampling/test_vllm.py tests/training/test_vllm_trainer.py tests/sampling/test_generation.py \
+"$VENV/bin/python" -m pytest -m vllm tests/sampling/test_vllm.py tests/sampling/test_vllm_cpu_prefill.py tests/training/test_vllm_trainer.py tests/sampling/test_generation.py \
   tests/test_benchmarks.py -rs "$@" || status=$?
 if [ "$status" -eq 5 ]; then
   echo "run_vllm_tests.sh: no vLLM test was collected (pytest exit 5); failing the vLLM job" >&2

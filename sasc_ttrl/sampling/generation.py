@@ -297,6 +297,11 @@ def sample_vllm(
     The prompt with key ``q`` is one request with ``SamplingParams(seed=sample_seed(seed, q))``. Prompts are
     tokenized here (with ``tokenizer``, default ``llm.get_tokenizer()``) and passed as token ids, so both
     backends see the same tokens.
+
+    On vLLM's CPU backend a seeded request whose prefill the scheduler splits across steps fails ("CPU Generator
+    does not use offset": vLLM rewinds the request's generator after a partial prefill, which CPU generators
+    cannot do), so there the prompts go in consecutive ``generate`` calls small enough for every prefill to fit in
+    one scheduler step ([`prefill_batches`]); the records are the same, since each request has its own seed.
     """
     from vllm import SamplingParams
 
@@ -318,11 +323,72 @@ def sample_vllm(
         )
         for key in keys
     ]
-    outputs = llm.generate(requests, params, use_tqdm=False)
+    budget = _cpu_prefill_budget(llm)
+    if budget is None:
+        outputs = llm.generate(requests, params, use_tqdm=False)
+    else:
+        lengths = [len(r["prompt_token_ids"]) for r in requests]
+        outputs = []
+        for part in prefill_batches(lengths, n, *budget):
+            outputs.extend(llm.generate(requests[part], params[part], use_tqdm=False))
     # An engine built with logprobs_mode="processed_logprobs" (as TRL builds its own) returns logprobs that are
     # already temperature-scaled; the default raw logprobs are not.
     processed = "processed" in str(_logprobs_mode(llm))
     return records_from_vllm(outputs, temperature=1.0 if processed else temperature, entropy_top_k=entropy_top_k)
+
+
+def prefill_batches(
+    lengths: Sequence[int], n: int, token_budget: int, max_seqs: int, max_prefill: int = 0
+) -> list[slice]:
+    """Consecutive batches of prompts whose prefills all fit in one vLLM scheduler step.
+
+    A prompt of ``length`` tokens sampled ``n`` times is ``n`` requests of ``length`` prefill tokens. A batch holds
+    at most ``token_budget`` prefill tokens and ``max_seqs`` requests, so the scheduler admits every request of a
+    ``generate`` call whole in its first step and never splits a prefill.
+
+    Args:
+        lengths: Prompt lengths in tokens.
+        n: Completions per prompt.
+        token_budget: The scheduler's tokens per step (``max_num_scheduled_tokens`` or ``max_num_batched_tokens``).
+        max_seqs: The scheduler's requests per step (``max_num_seqs``).
+        max_prefill: The scheduler's cap on one request's prefill tokens per step (``long_prefill_token_threshold``;
+            0 = none).
+
+    Raises:
+        ValueError: A prompt whose ``n`` prefills cannot fit in one step (naming the setting to raise).
+    """
+    batches: list[slice] = []
+    start, tokens = 0, 0
+    for i, length in enumerate(lengths):
+        need = n * length
+        if need > token_budget or n > max_seqs or 0 < max_prefill < length:
+            raise ValueError(
+                f"prompt {i} has {length} tokens and is sampled n={n} times: {need} prefill tokens and {n} requests "
+                f"in one step, but vLLM's scheduler allows max_num_batched_tokens={token_budget}, max_num_seqs="
+                f"{max_seqs}" + (f", long_prefill_token_threshold={max_prefill}" if max_prefill else "") + "; on the "
+                "CPU backend a split prefill fails for seeded requests, so raise these settings of the vllm.LLM"
+            )
+        if i > start and (tokens + need > token_budget or (i - start + 1) * n > max_seqs):
+            batches.append(slice(start, i))
+            start, tokens = i, 0
+        tokens += need
+    if lengths:
+        batches.append(slice(start, len(lengths)))
+    return batches
+
+
+def _cpu_prefill_budget(llm: Any) -> tuple[int, int, int] | None:
+    """``(token_budget, max_seqs, max_prefill)`` of the engine's scheduler when it runs on vLLM's CPU backend with
+    chunked prefill, else ``None`` (elsewhere a split prefill is harmless)."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return None
+    config = getattr(getattr(getattr(llm, "llm_engine", None), "vllm_config", None), "scheduler_config", None)
+    if config is None or not getattr(config, "enable_chunked_prefill", True):
+        return None
+    budget = getattr(config, "max_num_scheduled_tokens", None) or config.max_num_batched_tokens
+    return int(budget), int(config.max_num_seqs), int(getattr(config, "long_prefill_token_threshold", 0) or 0)
 
 
 def _logprobs_mode(llm: Any) -> Any:

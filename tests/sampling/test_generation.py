@@ -277,3 +277,21 @@ def test_sampling_settings_from_a_commands_arguments():
     assert got.entropy_top_k == SamplingSettings(n=1, temperature=1.0).entropy_top_k  # not in args: the default
     with pytest.raises(ValueError, match="temperature"):
         SamplingSettings.from_arguments(SimpleNamespace(temperature=0.0), n=1)
+
+
+def test_prefill_batches_fit_every_prefill_in_one_scheduler_step():
+    from sasc_ttrl.sampling.generation import prefill_batches
+
+    # n = 4: prompts of 10, 20, 5, 30 tokens need 40, 80, 20, 120 prefill tokens.
+    assert prefill_batches([10, 20, 5, 30], n=4, token_budget=140, max_seqs=100) == [slice(0, 3), slice(3, 4)]
+    assert prefill_batches([10, 20, 5, 30], n=4, token_budget=1000, max_seqs=8) == [slice(0, 2), slice(2, 4)]
+    assert prefill_batches([10, 20, 5, 30], n=4, token_budget=1000, max_seqs=100) == [slice(0, 4)]
+    assert prefill_batches([], n=4, token_budget=10, max_seqs=10) == []
+    for lengths in ([3, 7, 2, 9, 9, 1, 4], [1] * 20):
+        batches = prefill_batches(lengths, n=3, token_budget=30, max_seqs=9)
+        assert [i for b in batches for i in range(len(lengths))[b]] == list(range(len(lengths)))  # all, in order
+        assert all(sum(3 * x for x in lengths[b]) <= 30 and 3 * len(lengths[b]) <= 9 for b in batches)
+    with pytest.raises(ValueError, match="prompt 1 has 40 tokens .* max_num_batched_tokens=100"):
+        prefill_batches([10, 40], n=4, token_budget=100, max_seqs=100)
+    with pytest.raises(ValueError, match="long_prefill_token_threshold=32"):
+        prefill_batches([10, 40], n=1, token_budget=100, max_seqs=100, max_prefill=32)
