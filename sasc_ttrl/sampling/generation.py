@@ -380,12 +380,10 @@ def prefill_batches(
 def _cpu_prefill_budget(llm: Any) -> tuple[int, int, int] | None:
     """``(token_budget, max_seqs, max_prefill)`` of the engine's scheduler when it runs on vLLM's CPU backend with
     chunked prefill, else ``None`` (elsewhere a split prefill is harmless)."""
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
-        return None
-    config = getattr(getattr(getattr(llm, "llm_engine", None), "vllm_config", None), "scheduler_config", None)
-    if config is None or not getattr(config, "enable_chunked_prefill", True):
+    vllm_config = getattr(getattr(llm, "llm_engine", None), "vllm_config", None)
+    device = getattr(getattr(vllm_config, "device_config", None), "device_type", None)
+    config = getattr(vllm_config, "scheduler_config", None)
+    if device != "cpu" or config is None or not getattr(config, "enable_chunked_prefill", True):
         return None
     budget = getattr(config, "max_num_scheduled_tokens", None) or config.max_num_batched_tokens
     return int(budget), int(config.max_num_seqs), int(getattr(config, "long_prefill_token_threshold", 0) or 0)

@@ -209,6 +209,51 @@ def test_sample_vllm_builds_seeded_requests(monkeypatch, tiny_model_dir):
     assert groups[0][0].answer == "1" and len(groups[0][0].entropies) == 2
 
 
+def test_sample_vllm_on_a_cpu_engine_sends_prompts_in_batches_that_fit_one_step(monkeypatch, tiny_model_dir):
+    """A fake engine that reports vLLM's CPU device and a step budget of 2 prompts x n: ``sample_vllm`` makes one
+    ``generate`` call per 2 prompts, keeps each prompt's seed and returns the groups in prompt order; on another
+    device it makes one call."""
+    from transformers import AutoTokenizer
+
+    fake_vllm = types.ModuleType("vllm")
+    fake_vllm.SamplingParams = lambda **kwargs: SimpleNamespace(**kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", fake_vllm)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    prompts = [render_prompt(q, tokenizer) for q in QUESTIONS[:3]] * 2  # 6 prompts
+    longest = max(len(ids) for ids in encode_prompts(tokenizer, prompts))
+
+    class FakeLLM:
+        def __init__(self, device):
+            scheduler = SimpleNamespace(
+                max_num_batched_tokens=2 * 2 * longest, max_num_scheduled_tokens=None, max_num_seqs=64,
+                enable_chunked_prefill=True, long_prefill_token_threshold=0,
+            )  # fmt: skip
+            config = SimpleNamespace(device_config=SimpleNamespace(device_type=device), scheduler_config=scheduler)
+            self.llm_engine = SimpleNamespace(vllm_config=config)
+            self.calls = []
+
+        def get_tokenizer(self):
+            return tokenizer
+
+        def generate(self, requests, params, use_tqdm=True):
+            self.calls.append([p.seed for p in params])
+            logits = torch.randn(2, 40)
+            return [
+                SimpleNamespace(outputs=[fake_completion(logits, [9, 5], 20, f"\\boxed{{{p.seed}}}")] * p.n)
+                for p in params
+            ]
+
+    keys = [10, 11, 12, 13, 14, 15]
+    cpu = FakeLLM("cpu")
+    groups = sample_vllm(cpu, prompts, n=2, temperature=0.6, top_p=1.0, max_tokens=16, seed=3, sample_keys=keys)
+    seeds = [sample_seed(3, key) for key in keys]
+    assert cpu.calls == [seeds[0:2], seeds[2:4], seeds[4:6]]
+    assert [g[0].answer for g in groups] == [str(x) for x in seeds]  # each group is its own prompt's
+    gpu = FakeLLM("cuda")
+    sample_vllm(gpu, prompts, n=2, temperature=0.6, top_p=1.0, max_tokens=16, seed=3, sample_keys=keys)
+    assert gpu.calls == [seeds]
+
+
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_sample_vllm_on_the_tiny_model(model_and_tokenizer, tiny_model_dir):
