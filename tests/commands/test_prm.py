@@ -325,7 +325,7 @@ def test_prm_trained_on_prm800k_reranks_with_prod_and_verifier_vote(tiny_model_d
             verifier_model_name_or_path=str(out / "prm"),
             verifier_kind="prm",
             step_aggregation="prod",
-        )  # fmt: skip
+        )
     )
     report = json.loads((build_out / "comparison.json").read_text())
     assert set(report["methods"]) == {"verifier", "verifier-vote"}  # side by side in one comparison
