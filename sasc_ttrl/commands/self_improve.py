@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,7 +57,7 @@ from ..data.store import check_run_settings, field_defaults, write_atomic
 from ..sampling.generation import SamplingSettings, sample_records
 from ..sampling.guidance import GUIDANCE_STRATEGIES, GuidancePlan, hinted_question, majority_ratio, plan_guidance
 from ..sampling.models import load_transformers_model
-from ..sampling.openai_client import KeyStepClient
+from ..sampling.openai_client import KeyStepClient, api_key_from_env
 from ..sampling.records import SampleRecord, grade_records
 from ..training.sft import TrainSettings, sft_finetune
 
@@ -159,14 +158,11 @@ class SelfImproveArguments(TrainSettings):
         """The teacher's chat client (``interactive`` guidance only)."""
         if not (self.guided and self.guidance == "interactive"):
             return None
-        api_key = os.environ.get(self.teacher_api_key_env)
-        if not api_key:
-            logger.warning("$%s is not set: teacher requests carry no API key", self.teacher_api_key_env)
         return KeyStepClient(
             api_base=str(self.teacher_api_base),
             model=self.teacher_api_model,
             temperature=self.teacher_temperature,
-            api_key=api_key,
+            api_key=api_key_from_env(self.teacher_api_key_env, "teacher"),
             max_retries=self.teacher_max_retries,
             timeout=self.teacher_timeout,
             max_tokens=self.teacher_max_tokens,

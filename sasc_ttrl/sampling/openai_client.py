@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +32,15 @@ RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 class KeyStepError(RuntimeError):
     """Key-step extraction failed after all attempts."""
+
+
+def api_key_from_env(env_name: str, purpose: str) -> str | None:
+    """The API key in ``$env_name``, or ``None`` with a warning that ``purpose`` requests carry no key (a local
+    server needs none)."""
+    api_key = os.environ.get(env_name)
+    if not api_key:
+        logger.warning("$%s is not set: %s requests carry no API key", env_name, purpose)
+    return api_key
 
 
 def chat_completions_url(api_base: str) -> str:

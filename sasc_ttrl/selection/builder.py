@@ -9,7 +9,6 @@ regenerates the same candidates for the rest, so each question appears exactly o
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from ..data.store import append_row, read_samples
 from ..sampling.generation import encode_prompts, sample_records
 from ..sampling.guidance import GuidedOutcome, guided_resample
 from ..sampling.models import load_transformers_model
-from ..sampling.openai_client import KeyStepClient, KeyStepError
+from ..sampling.openai_client import KeyStepClient, KeyStepError, api_key_from_env
 from ..sampling.records import SampleRecord, grade_records
 from .adapters.judge import Judge
 from .adapters.reward_model import RewardModelVerifier
@@ -62,14 +61,11 @@ class SelectionBuilder:
         self.verifier: RewardModelVerifier | None = None
         self.key_steps: KeyStepClient | None = None
         if args.key_step_api_base:
-            api_key = os.environ.get(args.key_step_api_key_env)
-            if not api_key:
-                logger.warning("$%s is not set: key-step requests carry no API key", args.key_step_api_key_env)
             self.key_steps = KeyStepClient(
                 api_base=args.key_step_api_base,
                 model=args.key_step_api_model,
                 temperature=args.key_step_temperature,
-                api_key=api_key,
+                api_key=api_key_from_env(args.key_step_api_key_env, "key-step"),
                 max_retries=args.key_step_max_retries,
                 backoff=args.key_step_backoff,
                 timeout=args.key_step_timeout,

@@ -427,3 +427,15 @@ def test_reward_model_verifier_outcome_and_process_scores(tiny_verifier):
     assert prm.score(question, candidates[1:], "last") == pytest.approx([step_scores[-1]], abs=1e-5)
     with pytest.raises(ValueError, match="orm"):
         RewardModelVerifier(str(tiny_verifier), kind="judge")
+
+
+def test_api_key_from_env_warns_when_the_variable_is_unset(monkeypatch, caplog):
+    from sasc_ttrl.sampling.openai_client import api_key_from_env
+
+    monkeypatch.setenv("SASC_TEST_API_KEY", "sk-test")
+    assert api_key_from_env("SASC_TEST_API_KEY", "key-step") == "sk-test"
+    assert not caplog.records
+    monkeypatch.delenv("SASC_TEST_API_KEY")
+    with caplog.at_level(logging.WARNING):
+        assert api_key_from_env("SASC_TEST_API_KEY", "teacher") is None
+    assert "$SASC_TEST_API_KEY is not set: teacher requests carry no API key" in caplog.text
