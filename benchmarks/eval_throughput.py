@@ -70,14 +70,7 @@ def run(args: EvalThroughputArguments) -> dict:
 
     torch.set_num_threads(record.THREADS)
     model_dir = args.model or str(build_tiny_model(Path.home() / ".cache" / "sasc_ttrl" / "tiny-model"))
-    settings = SamplingSettings(
-        n=args.n,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    settings = SamplingSettings.from_arguments(args, n=args.n)
     seconds: dict[str, list[float]] = {b: [] for b in BACKENDS}
     tokens: dict[str, set[int]] = {b: set() for b in BACKENDS}
     samples: dict[str, set[str]] = {b: set() for b in BACKENDS}

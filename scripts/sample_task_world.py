@@ -56,14 +56,7 @@ def main() -> None:
         ]
         return sample_records(args.backend, model, tokenizer, prompts, settings, sample_keys=[q.index for q in chunk])
 
-    settings = SamplingSettings(
-        n=args.n,
-        temperature=args.temperature,
-        top_p=1.0,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    settings = SamplingSettings.from_arguments(args, n=args.n)  # top_p 1.0 and top-20 entropies: the defaults
     # The evaluator's loop: skips questions already in the file, appends and fsyncs one line per question.
     sample_benchmark("task world", questions, Path(args.output), sampler, args.batch_size, DEFAULT_TIMEOUT_SECONDS)
 
