@@ -1,4 +1,8 @@
-"""Shared fixtures: the tiny model (built once per machine, cached), the shared benchmark folder."""
+"""Shared fixtures: the tiny model (built once per machine and seed, cached), the shared benchmark folder.
+
+``SASC_TTRL_TINY_SEED`` (default 0) builds the tiny model from another seed: its weights, and so what it samples,
+change as they would on a CPU whose floating-point kernels differ. The suite must pass for any of them.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,19 @@ from filelock import FileLock
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SASC_TTRL_SHARED", REPO.parent / "shared")) / "data" / "benchmarks"
 CACHE = Path(os.environ.get("SASC_TTRL_CACHE", Path.home() / ".cache" / "sasc_ttrl"))
+TINY_SEED = int(os.environ.get("SASC_TTRL_TINY_SEED", "0"))
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
-    """Path of the project's tiny math model (built on first use, about 40 s; cached across runs)."""
+    """Path of the project's tiny math model, built from ``SASC_TTRL_TINY_SEED`` (on first use, about 20 s; cached
+    across runs, one folder per seed)."""
     from sasc_ttrl.demo.tiny_model import build_tiny_model
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(CACHE / "tiny-model.lock")):
-        return build_tiny_model(CACHE / "tiny-model")
+    name = "tiny-model" if TINY_SEED == 0 else f"tiny-model-seed{TINY_SEED}"
+    with FileLock(str(CACHE / f"{name}.lock")):
+        return build_tiny_model(CACHE / name, seed=TINY_SEED)
 
 
 @pytest.fixture(scope="session")

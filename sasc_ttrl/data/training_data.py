@@ -60,11 +60,28 @@ def prepare_math_dataset(
         for i, value in enumerate(dataset[prompt_column])
     ]
     answers = [None if v is None else str(v) for v in dataset[answer_column]] if has_answer else None
-    replaced = [c for c in ("prompt", *(["answer"] if has_answer else [])) if c in columns]
-    dataset = dataset.remove_columns(replaced).add_column("prompt", prompts)
+    new_columns: dict[str, list] = {"prompt": prompts}
     if answers is not None:
-        dataset = dataset.add_column("answer", answers)
-    return dataset
+        new_columns["answer"] = answers
+    return replace_columns(dataset, new_columns)
+
+
+def replace_columns(dataset, columns: dict[str, list]):
+    """``dataset`` with ``columns`` put in (replacing any column of the same name), every other column kept.
+
+    Works whatever is left besides them -- nothing at all (a data set of only ``prompt`` and ``answer``), or a
+    selection whose rows are an indices mapping over a larger table -- and whatever the new columns' types
+    (a text question replaced by a conversational prompt).
+    """
+    from datasets import Dataset, concatenate_datasets
+
+    new = Dataset.from_dict(columns)
+    kept = dataset.remove_columns([c for c in columns if c in dataset.column_names])
+    if not kept.column_names:
+        return new
+    if len(kept) != len(new):
+        raise ValueError(f"{len(new)} new values for a data set of {len(kept)} rows")
+    return concatenate_datasets([kept, new], axis=1)
 
 
 def _prompt(value: Any, row: int, tokenizer, column: str, source: str, style: str, system_prompt: str | None):
