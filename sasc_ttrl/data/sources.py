@@ -1,5 +1,6 @@
 """Where data comes from: a benchmark name (``math500``, ``amc``, ``aime24``, ``gsm8k``), a hub data set, a local
-file (json / jsonl / parquet / csv) or a local folder.
+file (json / jsonl / parquet / csv) or a local folder (laid out like a hub repository, or written by
+``save_to_disk``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def resolve_data_source(name_or_path: str) -> str:
 
 
 def load_raw_dataset(name_or_path: str, split: str = "train", config: str | None = None):
-    """Load a data set by hub name, local file (json/jsonl/parquet/csv), local folder, or benchmark name."""
+    """Load one split of a data set by hub name, local file (json/jsonl/parquet/csv), local folder (a hub-style
+    layout, or a `Dataset` / `DatasetDict` saved with ``save_to_disk``), or benchmark name."""
     from datasets import load_dataset
 
     source = resolve_data_source(name_or_path)
@@ -50,10 +52,28 @@ def load_raw_dataset(name_or_path: str, split: str = "train", config: str | None
             raise ValueError(f"unsupported data file {path}: expected one of {sorted(LOCAL_SUFFIXES)}")
         return load_dataset(LOCAL_SUFFIXES[suffix], data_files=str(path), split="train")
     if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+            return _load_saved(path, split)
         return load_dataset(str(path), split=split)
     if source.startswith((".", "/")) or os.sep in source and not _looks_like_hub_id(source):
         raise FileNotFoundError(f"data file {source} does not exist")
     return load_dataset(source, name=config, split=split)
+
+
+def _load_saved(path: Path, split: str):
+    """A `Dataset` or one split of a `DatasetDict` written by ``save_to_disk``.
+
+    Raises:
+        ValueError: naming the folder and its splits when ``split`` is not one of them.
+    """
+    from datasets import DatasetDict, load_from_disk
+
+    saved = load_from_disk(str(path))
+    if not isinstance(saved, DatasetDict):
+        return saved
+    if split not in saved:
+        raise ValueError(f"{path}: no split {split!r}; its splits are {sorted(saved)} (set dataset_train_split)")
+    return saved[split]
 
 
 def _looks_like_hub_id(source: str) -> bool:

@@ -35,7 +35,7 @@ def prepare_math_dataset(
     the prompt column stays (TRL hands them to the reward functions); ``answer`` is the answer column as text.
 
     Args:
-        dataset: A `datasets.Dataset`.
+        dataset: A `datasets.Dataset`, or a `DatasetDict` (every split is prepared).
         tokenizer: Decides between a conversational and a plain-text prompt for text questions.
         prompt_column: Column holding the question (text) or the conversational prompt.
         answer_column: Column holding the hidden answer, or ``None``. A missing answer column is allowed (the
@@ -49,6 +49,17 @@ def prepare_math_dataset(
         ValueError: naming the row of an empty or non-text question, or a conversational prompt that already has a
             system message when ``system_prompt`` is given.
     """
+    from datasets import DatasetDict
+
+    if isinstance(dataset, DatasetDict):
+        return DatasetDict(
+            {
+                split: prepare_math_dataset(
+                    part, tokenizer, prompt_column, answer_column, f"{source}[{split}]", prompt_style, system_prompt
+                )
+                for split, part in dataset.items()
+            }
+        )
     columns = dataset.column_names
     if prompt_column not in columns:
         raise KeyError(f"{source}: prompt column {prompt_column!r} not found; columns are {columns}")
@@ -157,6 +168,7 @@ def load_builder_output(
     limit: int | None = None,
     prompt_style: str = "math",
     system_prompt: str | None = None,
+    curriculum_fraction: float | None = None,
 ):
     """Training data from a builder output: its questions, optionally banded by agreement, with fixed labels.
 
@@ -170,6 +182,9 @@ def load_builder_output(
         limit: Keep only the first N rows (after the band).
         prompt_style: One of ``PROMPT_STYLES`` (see [`build_prompt`]).
         system_prompt: A system message put in front of every prompt.
+        curriculum_fraction: Order the rows by ``majority_ratio``, highest first (ties keep the file's order), and
+            keep this share of them (at least one row): the curriculum by agreement. Applied after the band and
+            before ``limit``.
 
     Returns:
         A `datasets.Dataset` with ``prompt``, ``id``, ``answer`` (the hidden reference answer, for diagnostics only;
@@ -196,16 +211,20 @@ def load_builder_output(
         rows = [r for r in rows if r["majority_ratio"] <= max_majority_ratio]
     if pseudo_labels:
         rows = [r for r in rows if r.get("pseudo_label") is not None]
+    if curriculum_fraction is not None and rows:
+        rows = sorted(rows, key=lambda r: -r["majority_ratio"])  # stable: ties keep the file's order
+        rows = rows[: max(1, round(curriculum_fraction * len(rows)))]
     if limit is not None:
         rows = rows[:limit]
     logger.info(
-        "%s: %d of %d builder rows kept (majority_ratio band [%s, %s]%s)",
+        "%s: %d of %d builder rows kept (majority_ratio band [%s, %s]%s%s)",
         path,
         len(rows),
         total,
         min_majority_ratio,
         max_majority_ratio,
         ", rows with a pseudo-label" if pseudo_labels else "",
+        f", the most agreed {curriculum_fraction:.0%} first" if curriculum_fraction is not None else "",
     )
     if not rows:
         raise ValueError(f"{path}: no builder row left to train on (band or pseudo-label filter too strict?)")
