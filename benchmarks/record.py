@@ -26,6 +26,7 @@ os.environ["MKL_NUM_THREADS"] = str(THREADS)
 
 import datetime  # noqa: E402
 import fcntl  # noqa: E402
+import functools  # noqa: E402
 import gc  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
@@ -321,6 +322,7 @@ class Timers:
         """``func`` wrapped so that its wall time is added to ``part`` (without the garbage collector's pauses
         when gc-aware, unless ``include_gc``)."""
 
+        @functools.wraps(func)  # keeps the function's attributes (a reward's ``rollout_fields``) and signature
         def wrapper(*args, **kwargs):
             gc_before = self._gc_seconds
             start = time.perf_counter()

@@ -24,6 +24,7 @@ Targets: ratio B / A <= 1.05 on the tiny model, <= 1.03 on a real model (``--mod
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 import time
@@ -213,11 +214,11 @@ def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Ti
     )
 
     def counting(reward, variant):
+        @functools.wraps(reward)  # keeps the reward's name and the fields it asks the trainer for
         def wrapped(prompts, completions, completion_ids, **kwargs):
             tokens[variant].append(sum(len(c) for c in completion_ids))
             return reward(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs)
 
-        wrapped.__name__ = reward.__name__
         return timers.timed("reward", wrapped)
 
     peft = {}

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -13,8 +15,11 @@ from ..core.voting import VoteSettings
 from ..data.prompts import PROMPT_STYLES, check_prompt_style
 from .rewards import REWARD_FACTORIES
 
+logger = logging.getLogger(__name__)
+
 ENTROPY_SOURCES = ("generation", "forward")
 TRAIN_SELECTIONS = ("first", "random")
+COLLAPSE_ACTIONS = ("warn", "stop")
 
 
 @dataclass
@@ -56,6 +61,15 @@ class SASCConfig(GRPOConfig, VoteArguments):
         no_answer_patience (`int`, defaults to `3`):
             The no-answer warning ([`NoAnswerGuard`]): warn once when no rollout gave an answer in the first
             `no_answer_patience` logged steps (or in a shorter run, at its end); 0 turns it off.
+        min_label_share (`float`, defaults to `0.0`):
+            The vote-confidence filter: a group whose pseudo-label holds less than this share of the vote
+            ([`VoteResult.label_share`]: of the kept weight in the stability-aware vote, of the answers in the majority
+            vote) gives every rollout the same reward, 0, so it does not train; the share of such groups is logged as
+            `<vote>/filtered_fraction`. 0 turns it off.
+        collapse_action (`str`, defaults to `"warn"`):
+            What [`CollapseGuard`] does when it fires: `"warn"` (once), or `"stop"`: training ends, and the model
+            left in the trainer (and saved) is the last checkpoint from before the collapse began, or the weights
+            training started from when there is none (see [`SASCTrainer`]); the logs and the model card say so.
     """
 
     reward_funcs: list[str] = field(
@@ -107,11 +121,48 @@ class SASCConfig(GRPOConfig, VoteArguments):
     no_answer_patience: int = field(
         default=3, metadata={"help": "Warn when no rollout answers in the first N logged steps (0 turns it off)."}
     )
+    min_label_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Confidence filter: a group whose pseudo-label holds less than this share of the vote (kept "
+            "weight; for majority, answers) gives every rollout reward 0 and does not train (0 = off)."
+        },
+    )
+    collapse_action: str = field(
+        default="warn",
+        metadata={
+            "help": "What the collapse guard does when it fires: 'warn', or 'stop' (end training and keep the last "
+            "checkpoint from before the collapse began)."
+        },
+    )
+
+    @classmethod
+    def default(cls, output_dir: str) -> SASCConfig:
+        """Every field at its default, as ``GRPOConfig(output_dir)`` -- except on a machine without a GPU, where
+        GRPOConfig's default ``bf16=True`` is refused: there the run trains on the CPU in float32 (``use_cpu``)."""
+        from transformers.utils import is_torch_bf16_gpu_available, is_torch_xla_available
+
+        if is_torch_bf16_gpu_available() or is_torch_xla_available():
+            return cls(output_dir=output_dir)
+        logger.warning("no GPU for GRPOConfig's default bf16: training on the CPU in float32 (use_cpu=True)")
+        return cls(output_dir=output_dir, use_cpu=True, bf16=False)
+
+    @classmethod
+    def from_grpo_config(cls, args: GRPOConfig, **overrides) -> SASCConfig:
+        """An `SASCConfig` with every field of ``args`` (a `GRPOConfig`) and the vote's fields at their defaults.
+
+        ``generation_batch_size`` is left for `GRPOConfig` to derive again from ``steps_per_generation`` (the two are
+        both set after ``args`` was built, and may not both be given), which gives it the same value.
+        """
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(GRPOConfig) if f.init}
+        values["generation_batch_size"] = None
+        values.update(overrides)
+        return cls(**values)
 
     @property
     def vote_settings(self) -> VoteSettings:
         """The vote hyper-parameters as the pure core takes them, with the audit log of this run."""
-        return replace(super().vote_settings, vote_log_path=self.vote_log_path)
+        return replace(super().vote_settings, vote_log_path=self.vote_log_path, min_label_share=self.min_label_share)
 
     def __post_init__(self):
         with warnings.catch_warnings():
@@ -141,6 +192,10 @@ class SASCConfig(GRPOConfig, VoteArguments):
             )
         if self.collapse_label_share is not None and not 0.0 < self.collapse_label_share <= 1.0:
             raise ValueError(f"collapse_label_share must be in (0, 1] or None, got {self.collapse_label_share}")
+        if self.collapse_action not in COLLAPSE_ACTIONS:
+            raise ValueError(f"collapse_action must be one of {COLLAPSE_ACTIONS}, got {self.collapse_action!r}")
+        if self.collapse_action == "stop" and self.collapse_patience == 0:
+            raise ValueError("collapse_action 'stop' needs the collapse guard: collapse_patience must be >= 1")
         if self.entropy_source not in ENTROPY_SOURCES:
             raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
         if self.train_selection not in TRAIN_SELECTIONS:
@@ -190,6 +245,15 @@ class SASCScriptArguments(ScriptArguments):
         use_builder_pseudo_labels (`bool`, defaults to `False`):
             With a builder output: reward agreement with its fixed `pseudo_label` column (the `fixed_label` reward,
             cheap offline TTRL) instead of voting online.
+        curriculum_fraction (`float` or `None`):
+            Curriculum by agreement (SRT's easiest-first selection): keep this share of the training questions, those
+            whose samples from the base model agree most (the builder's `majority_ratio`), ordered from the most
+            agreed, and train on them in that order (`shuffle_dataset` is turned off). With a builder output as
+            `dataset_name` its rows are used; otherwise `sasc-ttrl train` first samples the base model
+            `curriculum_samples` times per question with the builder (self-consistency, at the run's `temperature`,
+            `top_p` and `max_completion_length`) into `<output_dir>/curriculum/` (resumable). Text questions only.
+        curriculum_samples (`int`, defaults to `16`):
+            Samples per question that measure the base model's agreement for the curriculum.
     """
 
     prompt_column: str = field(default="prompt", metadata={"help": "Column holding the question."})
@@ -210,6 +274,17 @@ class SASCScriptArguments(ScriptArguments):
     use_builder_pseudo_labels: bool = field(
         default=False, metadata={"help": "Builder output: reward agreement with its pseudo_label (fixed_label)."}
     )
+    curriculum_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Curriculum by agreement: train only on this share of the questions, those the base model agrees "
+            "with itself on most (builder majority_ratio), most agreed first, unshuffled (none = off)."
+        },
+    )
+    curriculum_samples: int = field(
+        default=16,
+        metadata={"help": "Curriculum: samples of the base model per question that measure its agreement."},
+    )
 
     def __post_init__(self):
         if hasattr(super(), "__post_init__"):
@@ -221,3 +296,9 @@ class SASCScriptArguments(ScriptArguments):
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if low is not None and high is not None and low > high:
             raise ValueError(f"builder_min_majority_ratio ({low}) is above builder_max_majority_ratio ({high})")
+        if self.curriculum_fraction is not None and not 0.0 < self.curriculum_fraction <= 1.0:
+            raise ValueError(f"curriculum_fraction must be in (0, 1], got {self.curriculum_fraction}")
+        if self.curriculum_samples < 2:
+            raise ValueError(
+                f"curriculum_samples must be >= 2 (a vote needs two samples), got {self.curriculum_samples}"
+            )

@@ -20,8 +20,12 @@ Besides the batch's diagnostics, a vote reward logs ``<vote>/recent_top_label_sh
 distinct questions (across batches, once 8 are known) whose pseudo-label is the most common one, which
 [`CollapseGuard`] watches for a run that gives every question the same answer.
 
-Registry: ``sasc`` (stability-aware vote), ``majority`` (TTRL) and ``fixed_label`` (agree with a builder output's
-``pseudo_label`` column). Other rewards can be named by dotted path.
+Registry: ``sasc`` (stability-aware vote), ``majority`` (TTRL), ``fixed_label`` (agree with a builder output's
+``pseudo_label`` column), and two controls that are not label-free: ``oracle`` (agree with the true ``answer``: the
+ceiling) and ``format`` (box any answer). Other rewards can be named by dotted path.
+
+A vote reward with ``VoteSettings.min_label_share`` set gives reward 0 to every rollout of a group whose
+pseudo-label holds less than that share of the vote (it does not train) and logs ``<vote>/filtered_fraction``.
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core.answers import extract_answer, group_equivalent, is_equivalent
+from ..core.answers import boxed_answer, extract_answer, group_equivalent, is_equivalent
 from ..core.label_diagnostics import RecentLabels, group_diagnostics
 from ..core.stability import instability
 from ..core.voting import VoteResult, VoteSettings, majority_vote, stability_vote
 
 logger = logging.getLogger(__name__)
+
+# What SASCTrainer can hand to the rewards besides TRL's own keyword arguments (see `rollout_fields_requested`).
+ROLLOUT_FIELDS = ("token_entropies", "rollout_group")
 
 
 def completion_text(completion: Any) -> str:
@@ -126,12 +133,14 @@ def _append_vote_log(
     votes: list[VoteResult],
     step: int | None = None,
     group_ids: Sequence[str] | None = None,
+    filtered: Sequence[bool] | None = None,
 ):
     """Append one JSON line per group to ``path`` (flushed line by line).
 
     Each line holds ``step`` and ``group`` (see [`VoteLogCounter`]), ``batch_group`` (the group's index in its batch:
     its ``rollout_group``, or its position when there is none), the rollouts' answers, instabilities and ranks, and
-    the vote's outcome.
+    the vote's outcome: kept, weights, ``pseudo_label``, ``label_share``, ``filtered`` (below ``min_label_share``)
+    and the rewards given.
     """
     import json
     import os
@@ -151,7 +160,9 @@ def _append_vote_log(
                 "kept": result.kept,
                 "weights": result.weights,
                 "pseudo_label": result.pseudo_label,
-                "rewards": result.rewards,
+                "label_share": result.label_share,
+                "filtered": bool(filtered[position]) if filtered is not None else False,
+                "rewards": [0.0] * len(idx) if filtered is not None and filtered[position] else result.rewards,
             }
             handle.write(json.dumps(line) + "\n")
 
@@ -187,8 +198,9 @@ def vote_and_reward(
     """
     if vote == "sasc" and token_entropies is None:
         raise ValueError(
-            "the 'sasc' reward needs per-token entropies in the `token_entropies` column; train with SASCTrainer "
-            "(which captures them during generation) or pass them explicitly"
+            "the 'sasc' reward needs per-token entropies in the `token_entropies` column; train with SASCTrainer, "
+            "which captures them for rewards that ask for them (a wrapper around this reward must keep its "
+            "`rollout_fields` attribute: functools.wraps does), or pass them explicitly"
         )
     n_local = len(completions)
     for name, column in (("token_entropies", token_entropies), ("rollout_group", rollout_group), ("answer", answer)):
@@ -220,6 +232,7 @@ def vote_and_reward(
     votes: list[VoteResult] = []
     reference: list[VoteResult] = []
     group_answers, group_instabilities, golds = [], [], []
+    filtered: list[bool] = []  # groups below settings.min_label_share: every rollout gets reward 0
     for idx in groups:
         answers = [all_records[i]["answer"] for i in idx]
         classes = group_equivalent(answers, timeout=settings.answer_timeout)
@@ -239,8 +252,10 @@ def vote_and_reward(
             result = majority
             if token_entropies is not None:
                 group_instabilities.append([all_records[i]["instability"] for i in idx])
+        unsure = settings.min_label_share > 0 and result.label_share < settings.min_label_share
+        filtered.append(unsure)
         for j, i in enumerate(idx):
-            rewards[i] = result.rewards[j]
+            rewards[i] = 0.0 if unsure else result.rewards[j]
             labels[i] = result.pseudo_label
         votes.append(result)
         reference.append(majority)
@@ -250,7 +265,9 @@ def vote_and_reward(
     if settings.vote_log_path:
         step, ids = (log_counter or VoteLogCounter()).ids(trainer_state, len(groups))
         if is_main:
-            _append_vote_log(settings.vote_log_path, vote, groups, all_records, votes, step=step, group_ids=ids)
+            _append_vote_log(
+                settings.vote_log_path, vote, groups, all_records, votes, step=step, group_ids=ids, filtered=filtered
+            )
     if log_metric is not None:
         metrics = group_diagnostics(
             votes,
@@ -260,6 +277,7 @@ def vote_and_reward(
             reference_votes=reference if vote == "sasc" else None,
             timeout=settings.answer_timeout,
         )
+        metrics.update(filter_diagnostics(votes, filtered, golds if answer is not None else None, settings))
         for name, value in metrics.items():
             log_metric(f"{vote}/{name}", value)
     if recent_labels is not None:
@@ -272,6 +290,27 @@ def vote_and_reward(
         log_extra(f"{vote}_pseudo_label", [str(x) for x in labels[local]])
         log_extra("extracted_answer", [str(r["answer"]) for r in records])
     return rewards[local]
+
+
+def filter_diagnostics(
+    votes: Sequence[VoteResult], filtered: Sequence[bool], golds: Sequence[str | None] | None, settings: VoteSettings
+) -> dict[str, float]:
+    """What the confidence filter did to a batch: ``label_share`` (mean over groups of the pseudo-label's share of
+    the vote), ``filtered_fraction`` (groups that did not train) and, with hidden answers and the filter on,
+    ``trained_label_accuracy`` (label accuracy over the groups that did train; absent when none did)."""
+    metrics = {
+        "label_share": float(sum(v.label_share for v in votes) / max(len(votes), 1)),
+        "filtered_fraction": float(sum(filtered) / max(len(filtered), 1)),
+    }
+    if golds is not None and settings.min_label_share > 0:
+        graded = [
+            is_equivalent(str(gold), v.pseudo_label, timeout=settings.answer_timeout)
+            for v, f, gold in zip(votes, filtered, golds)
+            if not f and gold is not None
+        ]
+        if graded:
+            metrics["trained_label_accuracy"] = float(sum(graded) / len(graded))
+    return metrics
 
 
 def _make_vote_reward(vote: str, name: str, doc: str):
@@ -298,6 +337,7 @@ def _make_vote_reward(vote: str, name: str, doc: str):
 
         reward.__name__ = reward.__qualname__ = name  # TRL logs it as rewards/<name>/mean
         reward.__doc__ = doc
+        reward.rollout_fields = ROLLOUT_FIELDS
         return reward
 
     factory.__doc__ = doc
@@ -315,6 +355,34 @@ make_majority_reward = _make_vote_reward(
 
 
 REWARD_FACTORIES: dict[str, Callable[[VoteSettings], Callable[..., list[float]]]] = {}
+
+
+def rollout_fields_requested(reward_funcs: Sequence[Any]) -> set[str]:
+    """The per-rollout fields of ``ROLLOUT_FIELDS`` that [`SASCTrainer`] must add for these reward functions.
+
+    A reward asks for a field by a ``rollout_fields`` attribute (this package's vote rewards ask for both) or by
+    naming it as a parameter (``def my_reward(completions, token_entropies, **kwargs)``); a ``**kwargs`` parameter
+    alone asks for nothing, and reward models ask for nothing. With no field asked for, the trainer captures no
+    entropies and behaves as TRL's ``GRPOTrainer``.
+    """
+    import inspect
+
+    wanted: set[str] = set()
+    for func in reward_funcs:
+        if callable(func) and not isinstance(func, str):
+            func = inspect.unwrap(func, stop=lambda f: hasattr(f, "rollout_fields"))
+        declared = getattr(func, "rollout_fields", None)
+        if declared is not None:
+            wanted.update(declared)
+            continue
+        if not callable(func) or isinstance(func, str):
+            continue
+        try:
+            parameters = inspect.signature(func).parameters
+        except (TypeError, ValueError):  # builtins and some C callables have no signature
+            continue
+        wanted.update(name for name in ROLLOUT_FIELDS if name in parameters)
+    return wanted
 
 
 def register_reward(name: str, factory: Callable[[VoteSettings], Callable[..., list[float]]]) -> None:
@@ -367,6 +435,47 @@ def make_fixed_label_reward(settings: VoteSettings | None = None) -> Callable[..
 
 
 register_reward("fixed_label", make_fixed_label_reward)
+
+
+def make_oracle_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+    """Reward 1.0 for a completion whose answer is equivalent to the row's true ``answer`` (GRPO with labels).
+
+    Not label-free: this is the ceiling that test-time RL papers report beside their label-free runs, the same
+    training with the true answers in place of the vote's pseudo-labels. Rows without an answer give 0.
+    """
+    settings = settings or VoteSettings()
+
+    def oracle_reward(prompts, completions, answer=None, **kwargs):
+        if answer is None:
+            raise ValueError("the 'oracle' reward needs the true answers in an `answer` column (answer_column)")
+        if len(answer) != len(completions):
+            raise ValueError(f"column 'answer' has {len(answer)} values for {len(completions)} completions")
+        return [
+            float(
+                gold is not None
+                and is_equivalent(str(gold), extract_answer(completion_text(c)), timeout=settings.answer_timeout)
+            )  # fmt: skip
+            for c, gold in zip(completions, answer)
+        ]
+
+    return oracle_reward
+
+
+def make_format_reward(settings: VoteSettings | None = None) -> Callable[..., list[float]]:
+    """Reward 1.0 for a completion that boxes an answer, any answer (``boxed_answer``), else 0.0.
+
+    A control: it teaches the answer format and nothing else, so it measures how much of a label-free run's gain is
+    format.
+    """
+
+    def format_reward(prompts, completions, **kwargs):
+        return [float(boxed_answer(completion_text(c)) is not None) for c in completions]
+
+    return format_reward
+
+
+register_reward("oracle", make_oracle_reward)
+register_reward("format", make_format_reward)
 
 
 def is_registry_reference(name: str) -> bool:

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import warnings
 from typing import Any
 
 import torch
-from trl import GRPOTrainer
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
 from trl.extras.profiling import profiling_context
 
 from ..sampling.entropy_capture import capture_topk_entropies, forward_topk_entropies
 from ..sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, sasc_sampling_overrides
+from .checks import complete_checkpoints
 from .collapse import CollapseGuard, NoAnswerGuard
 from .configs import SASCConfig
 from .model_card import CardFacts, build_model_card
-from .rewards import get_reward_funcs, resolve_reward_funcs
+from .rewards import get_reward_funcs, resolve_reward_funcs, rollout_fields_requested
 
 logger = logging.getLogger(__name__)
 
@@ -58,36 +62,60 @@ class SASCTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "sasc-ttrl"]
 
-    def __init__(self, model, reward_funcs=None, args: SASCConfig | None = None, **kwargs: Any):
+    def __init__(self, model, reward_funcs=None, args: GRPOConfig | None = None, **kwargs: Any):
         if args is None:
-            raise ValueError("SASCTrainer needs an SASCConfig as `args`")
-        if not isinstance(args, SASCConfig):
-            raise TypeError(f"args must be an SASCConfig, got {type(args).__name__}")
+            model_name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
+            args = SASCConfig.default(f"{model_name.rstrip('/').split('/')[-1]}-SASC")
+        elif not isinstance(args, SASCConfig):
+            if not isinstance(args, GRPOConfig):
+                raise TypeError(f"args must be an SASCConfig or a GRPOConfig, got {type(args).__name__}")
+            warnings.warn(
+                f"SASCTrainer got a {type(args).__name__}: converted to an SASCConfig with the vote's fields at their "
+                "defaults (pass an SASCConfig to set them)",
+                UserWarning,
+                stacklevel=2,
+            )
+            args = SASCConfig.from_grpo_config(args)
         if kwargs.get("tools") or kwargs.get("rollout_func") is not None:
             raise NotImplementedError("SASCTrainer does not support tools or rollout_func")
         if reward_funcs is None:
             reward_funcs = get_reward_funcs(args.reward_funcs, args.vote_settings)
         else:
             reward_funcs = resolve_reward_funcs(reward_funcs, args.vote_settings)
-        if args.use_vllm and args.entropy_top_k > VLLM_MAX_LOGPROBS:
+        self._rollout_field_names = rollout_fields_requested(reward_funcs)
+        self._wants_entropies = "token_entropies" in self._rollout_field_names
+        check_dataset_columns(self._rollout_field_names, kwargs.get("train_dataset"), kwargs.get("eval_dataset"))
+        if self._wants_entropies and args.use_vllm and args.entropy_top_k > VLLM_MAX_LOGPROBS:
             raise ValueError(
                 f"entropy_top_k={args.entropy_top_k} exceeds vLLM's default max_logprobs ({VLLM_MAX_LOGPROBS})"
             )
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        self._collapse_guard: CollapseGuard | None = None
+        self.collapse_stop: dict[str, Any] | None = None  # what restore_before_collapse did, for the logs and card
+        self._start_weights = StartWeights()
         if args.collapse_patience > 0:
-            self.add_callback(
-                CollapseGuard(
-                    args.collapse_threshold,
-                    args.collapse_patience,
-                    args.collapse_heldout_metric,
-                    label_share=args.collapse_label_share,
-                )
+            self._collapse_guard = CollapseGuard(
+                args.collapse_threshold,
+                args.collapse_patience,
+                args.collapse_heldout_metric,
+                label_share=args.collapse_label_share,
+                action=args.collapse_action,
             )
+            self.add_callback(self._collapse_guard)
+        if args.collapse_action == "stop":
+            if self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3:
+                raise ValueError(
+                    "collapse_action 'stop' is not supported under DeepSpeed ZeRO-3 (the weights to restore are "
+                    "sharded): use collapse_action 'warn', or ZeRO-2"
+                )
+            self.add_callback(self._start_weights)
         if args.no_answer_patience > 0:
             self.add_callback(NoAnswerGuard(args.no_answer_patience))
         self._captured_entropies: list[list[float]] | None = None
+        self._rollout_fields: dict[str, list] | None = None  # this batch's fields, handed to the rewards only
         self.card_dataset_name: str | None = None  # named by the model card when create_model_card is given none
-        if self.use_vllm:
+        self.entropy_path = self._choose_entropy_path()
+        if self.entropy_path == "vllm":
             # Ask vLLM for the top-k logprobs of every generated token (TRL asks for 0: the sampled token only).
             self.vllm_generation.logprobs = args.entropy_top_k
             if self.vllm_mode == "colocate":
@@ -108,6 +136,86 @@ class SASCTrainer(GRPOTrainer):
                     "transformers path",
                     ", ".join(k for k, v in truncating.items() if v),
                 )
+
+    def _choose_entropy_path(self) -> str:
+        """How this run obtains the entropies: ``none`` (no reward asks for them), ``vllm``, ``hook`` or ``forward``.
+
+        The hook follows one sequence per row of the batch, so it is replaced by the forward pass where that does
+        not hold: continuous batching, and beam search (``num_beams > 1`` in ``generation_kwargs``: each step's
+        logits hold every beam, and beams are reordered as they go).
+        """
+        if not self._wants_entropies:
+            return "none"
+        if self.use_vllm:
+            return "vllm"
+        if self.args.entropy_source == "forward":
+            return "forward"
+        num_beams = int((self.args.generation_kwargs or {}).get("num_beams", 1) or 1)
+        if self.use_transformers_continuous_batching or num_beams > 1:
+            why = "continuous batching" if num_beams <= 1 else f"beam search (num_beams={num_beams})"
+            logger.warning(
+                "entropy_source 'generation' cannot follow %s: the entropies are recomputed with one extra no-grad "
+                "forward pass after generation (as with entropy_source: forward)",
+                why,
+            )
+            return "forward"
+        return "hook"
+
+    # -- stop on collapse ------------------------------------------------------------------------------------------
+    def train(self, *args: Any, **kwargs: Any):
+        """GRPOTrainer's ``train``; when the collapse guard stopped it (``collapse_action: stop``), the model is then
+        put back to the weights from before the collapse ([`restore_before_collapse`])."""
+        output = super().train(*args, **kwargs)
+        if self._collapse_guard is not None and self._collapse_guard.stopped:
+            self.restore_before_collapse()
+        return output
+
+    def restore_before_collapse(self) -> dict[str, Any]:
+        """Load the last complete checkpoint whose weights sampled no batch of the guard's streak (or, without one,
+        the weights training started from) into the model, and record it in ``self.collapse_stop``.
+
+        The metrics logged at step ``g`` cover the ``logging_steps`` steps up to ``g``, and each step's batch was
+        sampled by the weights of up to ``steps_per_generation x num_iterations / gradient_accumulation_steps``
+        (``lag``) steps before it. With the streak's first logged step ``g0``, the kept weights are those of the
+        latest checkpoint at a step ``<= g0 - logging_steps - lag`` (with one generation per step and a log per
+        step: ``<= g0 - 2``, since the weights of step ``g0 - 1`` sampled the batch of step ``g0``).
+        """
+        guard = self._collapse_guard
+        if guard is None or guard.fired_at is None or guard.fired_streak_start is None:
+            raise RuntimeError("the collapse guard did not stop this run")
+        args = self.args
+        lag = max(1, math.ceil(args.steps_per_generation * args.num_iterations / args.gradient_accumulation_steps))
+        logging_steps = max(1, int(self.state.logging_steps or 1))
+        last_clean = guard.fired_streak_start - logging_steps - lag
+        found = [
+            (step, path) for step, path in complete_checkpoints(args.output_dir, args.world_size) if step <= last_clean
+        ]
+        if found:
+            step, path = found[0]
+            previous = self.state.best_model_checkpoint
+            self.state.best_model_checkpoint = path  # transformers' loader of a chosen checkpoint (DeepSpeed, PEFT)
+            try:
+                self._load_best_model()
+            finally:
+                self.state.best_model_checkpoint = previous
+            restored = f"step {step} (`{os.path.basename(path)}`)"
+        else:
+            step = self._start_weights.step
+            self._start_weights.restore(self.accelerator.unwrap_model(self.model))
+            restored = f"step {step} (the weights training started from; no checkpoint was saved before the collapse)"
+        self.collapse_stop = {
+            "stopped_at": guard.fired_at,
+            "streak_start": guard.fired_streak_start,
+            "restored_step": step,
+            "restored": restored,
+            "message": guard.message,
+        }
+        logger.warning(
+            "collapse_action 'stop': training stopped at step %d; the model now holds the weights of %s",
+            guard.fired_at,
+            restored,
+        )
+        return self.collapse_stop
 
     # -- model card -----------------------------------------------------------------------------------------
     def create_model_card(
@@ -150,24 +258,21 @@ class SASCTrainer(GRPOTrainer):
             global_step=self.state.global_step,
             num_processes=self.accelerator.num_processes,
             tags=[tags] if isinstance(tags, str) else list(tags or []),
+            collapse_stop=self.collapse_stop,
         )
         os.makedirs(self.args.output_dir, exist_ok=True)
         build_model_card(facts).save(os.path.join(self.args.output_dir, "README.md"))
 
     # -- capture ---------------------------------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        if self.use_vllm:
+        if self.entropy_path == "vllm":
             return self._generate_vllm_topk(prompt_ids, images, num_generations)
-        use_hook = (
-            self.args.entropy_source == "generation"
-            and not self.use_vllm
-            and not self.use_transformers_continuous_batching
-        )
-        if not use_hook:
+        if self.entropy_path != "hook":
             completion_ids, logprobs = super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )
-            self._captured_entropies = self._entropies_by_forward(prompt_ids, completion_ids)
+            if self.entropy_path == "forward":
+                self._captured_entropies = self._entropies_by_forward(prompt_ids, completion_ids)
             return completion_ids, logprobs
 
         model = self.accelerator.unwrap_model(self.model_wrapped)
@@ -239,23 +344,76 @@ class SASCTrainer(GRPOTrainer):
 
     def _generate(self, prompts: list):
         self._captured_entropies = None
+        self._rollout_fields = None
         output = super()._generate(prompts)
-        prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images = output
-        entropies = self._captured_entropies
-        self._captured_entropies = None
-        if entropies is None or len(entropies) != len(completion_ids):
-            raise RuntimeError(
-                f"captured entropies for {0 if entropies is None else len(entropies)} completions, expected "
-                f"{len(completion_ids)}"
-            )
-        mode = "train" if self.model.training else "eval"
-        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-        offset = self.accelerator.process_index * len(completion_ids)
-        extra_fields = dict(extra_fields)
-        extra_fields["token_entropies"] = entropies
-        # Completions are laid out prompt-major over the global batch, processes in rank order.
-        extra_fields["rollout_group"] = [(offset + i) // num_generations for i in range(len(completion_ids))]
-        return prompt_ids, completion_ids, tool_mask, completions, logprobs, extra_fields, images, tool_images
+        if not self._rollout_field_names:
+            return output
+        completion_ids = output[1]
+        fields: dict[str, list] = {}
+        if self._wants_entropies:
+            entropies = self._captured_entropies
+            self._captured_entropies = None
+            if entropies is None or len(entropies) != len(completion_ids):
+                raise RuntimeError(
+                    f"captured entropies for {0 if entropies is None else len(entropies)} completions, expected "
+                    f"{len(completion_ids)}"
+                )
+            fields["token_entropies"] = entropies
+        if "rollout_group" in self._rollout_field_names:
+            mode = "train" if self.model.training else "eval"
+            num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+            offset = self.accelerator.process_index * len(completion_ids)
+            # Completions are laid out prompt-major over the global batch, processes in rank order.
+            fields["rollout_group"] = [(offset + i) // num_generations for i in range(len(completion_ids))]
+        self._rollout_fields = fields
+        return output
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's rewards, with this batch's per-rollout fields added to copies of the inputs (never to the caller's
+        rows, which TRL hands to `training_step` again)."""
+        fields, self._rollout_fields = self._rollout_fields, None
+        if fields:
+            inputs = [{**row, **{name: values[i] for name, values in fields.items()}} for i, row in enumerate(inputs)]
+        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+
+
+class StartWeights(TrainerCallback):
+    """Keeps a CPU copy of the trainable weights as training starts (after a resume), to put back on demand."""
+
+    def __init__(self):
+        self.step = 0
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.step = state.global_step
+        self.weights = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def restore(self, model: torch.nn.Module) -> None:
+        """Copy the kept weights back into ``model``."""
+        if self.weights is None:
+            raise RuntimeError("no weights were kept: training has not started")
+        for name, param in model.named_parameters():
+            if name in self.weights:
+                param.copy_(self.weights[name].to(param.device))
+
+
+def check_dataset_columns(field_names: set[str], *datasets: Any) -> None:
+    """Refuse a data set column that the trainer's per-rollout fields would hide from the rewards.
+
+    Raises:
+        ValueError: naming the column, when a data set (or a split of a dict of them) has one of ``field_names``.
+    """
+    for dataset in datasets:
+        splits = dataset.values() if isinstance(dataset, dict) else [dataset]
+        for split in splits:
+            columns = getattr(split, "column_names", None) or []
+            clash = sorted(field_names.intersection(columns))
+            if clash:
+                raise ValueError(
+                    f"the data set has a column {clash[0]!r}, a name SASCTrainer uses for its per-rollout field of "
+                    "the same name: rename the column"
+                )
 
 
 def train_indices(

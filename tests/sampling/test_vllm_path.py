@@ -86,6 +86,7 @@ def test_vllm_branch_entropies_and_sampled_logprobs(tiny_model_dir, tmp_path):
     fake = FakeVLLMGeneration(trainer, max_tokens=args.max_completion_length)
     fake.logprobs = args.entropy_top_k  # what SASCTrainer.__init__ sets on a real VLLMGeneration
     trainer.use_vllm, trainer.vllm_generation, trainer._last_loaded_step = True, fake, -1
+    trainer.entropy_path = "vllm"  # what SASCTrainer.__init__ decides with use_vllm=True
     trainer.vllm_importance_sampling_correction = True
     trainer.train()
 

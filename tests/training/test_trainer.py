@@ -14,6 +14,7 @@ from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
 from sasc_ttrl.training.configs import SASCConfig
 from sasc_ttrl.training.rewards import get_reward_funcs
 from sasc_ttrl.training.trainer import SASCTrainer
+from tests.training.user_rewards import alternating
 
 
 def tiny_config(tmp_path, **overrides) -> SASCConfig:
@@ -41,7 +42,8 @@ def tiny_config(tmp_path, **overrides) -> SASCConfig:
 
 
 class Spy:
-    """A reward function that records what TRL hands to rewards and returns 0."""
+    """A reward function that records what TRL hands to rewards and returns 0, 1, 0, ... by position (a reward that
+    varies in every group whatever the model samples, so each step moves the weights)."""
 
     __name__ = "spy_reward"
 
@@ -58,7 +60,7 @@ class Spy:
                 "answer": kwargs.get("answer"),
             }
         )
-        return [0.0] * len(completions)
+        return alternating(len(completions))
 
 
 @pytest.fixture(scope="module")
@@ -196,13 +198,6 @@ def test_majority_baseline_is_one_flag_away(tiny_model_dir, tmp_path):
 def test_config_rejects_bad_values(tmp_path, field, value, message):
     with pytest.raises(ValueError, match=message):
         tiny_config(tmp_path, **{field: value})
-
-
-def test_trainer_requires_sasc_config(tiny_model_dir, tmp_path):
-    from trl import GRPOConfig
-
-    with pytest.raises(TypeError, match="SASCConfig"):
-        SASCTrainer(model=str(tiny_model_dir), args=GRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False))
 
 
 def test_train_indices_first_and_random():
