@@ -13,7 +13,7 @@ from sasc_ttrl.data.prompts import render_prompt
 from sasc_ttrl.data.rollouts import read_builder_rollouts
 from sasc_ttrl.demo.tiny_model import build_tokenizer, write_tiny_dataset
 from sasc_ttrl.sampling.records import SampleRecord
-from sasc_ttrl.selection.build_arguments import BuildArguments
+from sasc_ttrl.selection.build_arguments import CONFIG_FILE, BuildArguments
 from sasc_ttrl.selection.step_labels import IGNORE_INDEX, StepLabelSettings, encode_steps, label_from_hits, label_steps
 
 
@@ -115,7 +115,7 @@ def _builder_rows(folder, prompt_style=None):
     }
     (folder / "self-consistency.jsonl").write_text(json.dumps(row) + "\n")
     if prompt_style is not None:
-        (folder / build.CONFIG_FILE).write_text(json.dumps({"prompt_style": prompt_style}))
+        (folder / CONFIG_FILE).write_text(json.dumps({"prompt_style": prompt_style}))
     return folder / "self-consistency.jsonl"
 
 
@@ -185,7 +185,20 @@ def tiny_build(tiny_model_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("prm")
     data = write_tiny_dataset(root / "sums.json", n=6, seed=5)
     build.main(tiny_build_args(tiny_model_dir, data, root / "build"))
+    plant_a_disagreement(root / "build" / "self-consistency.jsonl")
     return root, data
+
+
+def plant_a_disagreement(rows_file) -> None:
+    """Make the first question's first two candidates a right and a wrong solution, so that the verifiers have a
+    chosen / rejected pair whatever the model sampled (the other candidates stay the model's own)."""
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    gold = rows[0]["reference_answer"]
+    wrong = str(int(gold) + 1)
+    first, second = rows[0]["candidates"][:2]
+    first.update(text=f"The sum is {gold}. The answer is \\boxed{{{gold}}}.", answer=gold)
+    second.update(text=f"The sum is {wrong}. The answer is \\boxed{{{wrong}}}.", answer=wrong)
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def prm_args(model_dir, rows, output_dir, **overrides) -> prm.PRMArguments:

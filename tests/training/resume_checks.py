@@ -42,7 +42,9 @@ def assert_resumed_like_reference(
     Checks that the step counter continued (the rerun trained the steps after the checkpoint only), that the
     sampling RNG continued (the resumed steps voted on the very rollouts of the uninterrupted run: ``vote_fields``
     equal, instabilities to 1e-6), and that the optimizer continued (the final weights equal the uninterrupted run's
-    and differ from ``initial_model``'s). Returns the resumed run's vote lines for further checks.
+    and differ from ``initial_model``'s: the runs train beside the vote with a reward that varies by construction,
+    `user_rewards.position_reward`, so the weights move whatever the model samples). Returns the resumed run's vote
+    lines for further checks.
     """
     state = json.loads((killed / "trainer_state.json").read_text())
     assert state["global_step"] == max_steps
@@ -51,7 +53,6 @@ def assert_resumed_like_reference(
     assert len(resumed) == (max_steps - save_steps) * groups_per_step
 
     expected = vote_lines(reference_votes)[save_steps * groups_per_step :]
-    assert any(len(set(v["rewards"])) > 1 for v in expected), "some group must have a learning signal"
     assert [[v[f] for f in vote_fields] for v in resumed] == [[v[f] for f in vote_fields] for v in expected]
     flat = [s for v in resumed for s in v["instabilities"]]
     assert flat == pytest.approx([s for v in expected for s in v["instabilities"]], abs=1e-6)

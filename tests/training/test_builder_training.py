@@ -102,7 +102,16 @@ def tiny_training_config(tmp_path, **overrides) -> SASCConfig:
 
 
 def test_trainer_trains_on_a_builder_output(tiny_model_dir, tmp_path):
-    """Build rows with the tiny model, then ``sasc-ttrl train`` on them with fixed pseudo-labels for 2 steps."""
+    """Build rows with the tiny model, then ``sasc-ttrl train`` on them with fixed pseudo-labels for 2 steps.
+
+    Whatever the model samples: the reward of every rollout is its agreement with its row's builder label (checked
+    against the completions a recording reward saw), and the weights move exactly when some group's rewards differ
+    (GRPO's advantages are otherwise all zero).
+    """
+    from sasc_ttrl.core.answers import extract_answer, is_equivalent
+    from sasc_ttrl.training.rewards import completion_text
+    from tests.training import user_rewards
+
     sums = write_tiny_dataset(tmp_path / "sums.json", n=4, seed=2)
     build.main(
         BuildArguments(
@@ -119,24 +128,41 @@ def test_trainer_trains_on_a_builder_output(tiny_model_dir, tmp_path):
     rows_path = tmp_path / "build" / "self-consistency.jsonl"
     rows = [json.loads(x) for x in rows_path.read_text().splitlines()]
     assert len(rows) == 4 and is_builder_output(str(rows_path))
+    if all(r["pseudo_label"] is None for r in rows):  # a model that never answers: the loader says so
+        with pytest.raises(ValueError, match="no builder row left"):
+            load_builder_output(rows_path, pseudo_labels=True)
+        return
 
+    user_rewards.RECORDED.clear()
     script_args = SASCScriptArguments(dataset_name=str(rows_path), use_builder_pseudo_labels=True)
-    training_args = tiny_training_config(tmp_path)
+    training_args = tiny_training_config(
+        tmp_path, reward_funcs=["fixed_label", "tests.training.user_rewards.recording_reward"], reward_weights=[1, 0]
+    )
     model_args = ModelConfig(model_name_or_path=str(tiny_model_dir), dtype="float32")
     trainer = train.main(script_args, training_args, model_args)
 
-    assert training_args.reward_funcs == ["fixed_label"]
-    assert trainer.reward_func_names == ["fixed_label_reward"]
+    assert trainer.reward_func_names == ["fixed_label_reward", "recording_reward"]
     assert len(trainer.train_dataset) == sum(r["pseudo_label"] is not None for r in rows)
     assert "pseudo_label" in trainer.train_dataset.column_names
+    labels = {r["pseudo_label"] for r in rows if r["pseudo_label"] is not None}
     history = trainer.state.log_history
-    logged = {k for entry in history for k in entry}
-    assert "rewards/fixed_label_reward/mean" in logged and "fixed_label/label_accuracy" in logged
-    assert trainer.state.global_step == 2
-    assert any("loss" in entry for entry in history)
+    logged = [e for e in history if "rewards/fixed_label_reward/mean" in e]
+    assert trainer.state.global_step == 2 and len(logged) == 2 and len(user_rewards.RECORDED) == 2
+    any_signal = False
+    for call, entry in zip(user_rewards.RECORDED, logged):
+        assert set(call["pseudo_label"]) <= labels
+        rewards = [
+            float(is_equivalent(label, extract_answer(completion_text(c))))
+            for c, label in zip(call["completions"], call["pseudo_label"])
+        ]
+        assert entry["rewards/fixed_label_reward/mean"] == pytest.approx(sum(rewards) / len(rewards))
+        assert "fixed_label/label_accuracy" in entry
+        groups = [rewards[i : i + 4] for i in range(0, len(rewards), 4)]
+        any_signal |= any(len(set(g)) > 1 for g in groups)
     original = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trained = dict(trainer.model.named_parameters())
-    assert any(not torch.equal(p, trained[n].detach()) for n, p in original.named_parameters())
+    moved = any(not torch.equal(p, trained[n].detach()) for n, p in original.named_parameters())
+    assert moved == any_signal
 
 
 def test_train_refuses_builder_options_on_other_data(tmp_path):

@@ -43,7 +43,8 @@ def launch_command(config: str, model_dir: Path, data: Path, output_dir: Path, v
         "--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(output_dir),
         "--max_steps", str(MAX_STEPS), "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS),
         "--num_generations", str(GENERATIONS), "--per_device_train_batch_size", str(PER_DEVICE),
-        "--max_completion_length", "48", "--seed", "7", "--vote_log_path", str(votes), *extra,
+        "--max_completion_length", "48", "--seed", "7", "--vote_log_path", str(votes),
+        "--reward_funcs", "sasc", "tests.training.user_rewards.position_reward", *extra,
     ]  # fmt: skip
 
 

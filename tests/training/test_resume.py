@@ -34,7 +34,8 @@ def command(model_dir: Path, data: Path, output_dir: Path, votes: Path, *extra: 
         "--model_name_or_path", str(model_dir), "--dataset_name", str(data), "--output_dir", str(output_dir),
         "--max_steps", str(MAX_STEPS), "--save_strategy", "steps", "--save_steps", str(SAVE_STEPS),
         "--num_generations", "4", "--per_device_train_batch_size", str(4 * GROUPS_PER_STEP),
-        "--max_completion_length", "48", "--seed", "7", "--vote_log_path", str(votes), *extra,
+        "--max_completion_length", "48", "--seed", "7", "--vote_log_path", str(votes),
+        "--reward_funcs", "sasc", "tests.training.user_rewards.position_reward", *extra,
     ]  # fmt: skip
 
 

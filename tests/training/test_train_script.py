@@ -18,11 +18,14 @@ RECIPE = str(REPO / "recipes" / "tiny" / "sasc_cpu.yaml")
 
 
 def run_train(tiny_model_dir, tmp_path, *extra: str):
+    """Train 2 steps on the tiny recipe; beside the vote, a reward that varies by construction moves the weights
+    whatever the model samples (`user_rewards.position_reward`)."""
     data = write_tiny_dataset(tmp_path / "sums.json", n=8)
     args = [
         "--config", RECIPE, "--model_name_or_path", str(tiny_model_dir), "--dataset_name", str(data),
         "--output_dir", str(tmp_path / "out"), "--max_steps", "2", "--num_generations", "5",
-        "--per_device_train_batch_size", "10", *extra,
+        "--per_device_train_batch_size", "10",
+        "--reward_funcs", "sasc", "tests.training.user_rewards.position_reward", *extra,
     ]  # fmt: skip
     return main(*make_parser().parse_args_and_config(args=args))
 

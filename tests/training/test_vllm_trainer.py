@@ -27,6 +27,7 @@ from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
 from sasc_ttrl.training.rewards import get_reward_funcs
 from tests.training.test_trainer import tiny_config
+from tests.training.user_rewards import alternating
 from tests.vllm_marks import VLLM_MARKS
 
 pytestmark = VLLM_MARKS
@@ -62,7 +63,7 @@ class EntropyCheck:
         )
         assert [len(e) for e in token_entropies] == [len(c) for c in completion_ids]
         self.worst.append(max(abs(a - b) for got, ref in zip(token_entropies, reference) for a, b in zip(got, ref)))
-        return [0.0] * len(completions)
+        return alternating(len(completions))  # varies in every group: step 1 always moves the weights
 
 
 def _reload_weights_sync(self):
