@@ -28,7 +28,6 @@ trains on a builder output (see `sasc_ttrl.data.training_data.load_builder_outpu
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,25 +35,20 @@ from trl import TrlParser
 
 from ..data.benchmarks import load_questions
 from ..data.checks import data_errors
-from ..data.store import check_run_settings, field_defaults
 from ..reports.selection import comparison_report, write_comparison
 from ..sampling.generation import resolve_backend
 from ..sampling.models import check_model_vocabulary
-from ..selection.build_arguments import CONFIG_FILE, FREE_KEYS, BuildArguments
+from ..selection.build_arguments import BuildArguments, build_settings, check_build_settings
 from ..selection.builder import SelectionBuilder
 from ..selection.registry import resolve_methods
 
 logger = logging.getLogger(__name__)
 
 
-def _settings(args: BuildArguments, backend: str) -> dict[str, Any]:
-    return {k: v for k, v in {**asdict(args), "backend": backend}.items() if k not in FREE_KEYS}
-
-
 def _check_config(output_dir: Path, settings: dict[str, Any], overwrite: bool) -> None:
     if overwrite and output_dir.exists():
         logger.info("--overwrite: deleting the earlier build in %s", output_dir)
-    check_run_settings(output_dir, CONFIG_FILE, settings, overwrite, field_defaults(BuildArguments), what="a build")
+    check_build_settings(output_dir, settings, overwrite)
 
 
 def main(args: BuildArguments) -> dict[str, Any]:
@@ -67,7 +61,7 @@ def main(args: BuildArguments) -> dict[str, Any]:
     output_dir = Path(args.output_dir)
     specs = resolve_methods(args.methods, has_verifier=args.verifier_model_name_or_path is not None)
     backend = resolve_backend(args.backend)
-    settings = _settings(args, backend)
+    settings = build_settings(args, backend)
     # Data and vocabulary are checked before anything is written or any weights are read.
     with data_errors(args.dataset_name):
         questions = load_questions(

@@ -57,19 +57,36 @@ def _setup_logging(training_args: SASCConfig) -> None:
     transformers.utils.logging.enable_explicit_format()
 
 
-def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConfig, tokenizer):
+def load_train_dataset(
+    script_args: SASCScriptArguments, training_args: SASCConfig, tokenizer, model_args: ModelConfig | None = None
+):
     """The training questions: a builder output (``sasc-ttrl build`` rows) or any math data set.
 
     With a builder output, the questions can be banded by ``majority_ratio`` and, with
     ``use_builder_pseudo_labels``, its pseudo-labels become fixed labels: the reward is then ``fixed_label``
-    (unless ``reward_funcs`` already names it).
+    (unless ``reward_funcs`` already names it). With ``curriculum_fraction``, the most agreed questions come first
+    and alone (a data set that is not a builder output is sampled by the builder first, see
+    [`build_curriculum`], which needs ``model_args``).
     """
     builder_options = (
         script_args.builder_min_majority_ratio is not None
         or script_args.builder_max_majority_ratio is not None
         or script_args.use_builder_pseudo_labels
     )
-    if not is_builder_output(script_args.dataset_name):
+    dataset_name = script_args.dataset_name
+    if script_args.curriculum_fraction is not None:
+        if training_args.shuffle_dataset:
+            logger.info("curriculum_fraction: shuffle_dataset -> False (the most agreed questions are trained first)")
+            training_args.shuffle_dataset = False
+        if not is_builder_output(dataset_name):
+            if model_args is None:
+                raise ValueError("curriculum_fraction on a data set that is not a builder output needs the model")
+            if builder_options:
+                raise ValueError(
+                    "builder_* options and use_builder_pseudo_labels need a builder output as dataset_name"
+                )
+            dataset_name = build_curriculum(script_args, training_args, model_args)
+    if not is_builder_output(dataset_name):
         if builder_options:
             raise ValueError(
                 "builder_* options and use_builder_pseudo_labels need a builder output (a <method>.jsonl file "
@@ -90,15 +107,69 @@ def load_train_dataset(script_args: SASCScriptArguments, training_args: SASCConf
         logger.info("use_builder_pseudo_labels: reward_funcs %s -> ['fixed_label']", training_args.reward_funcs)
         training_args.reward_funcs = ["fixed_label"]
     return load_builder_output(
-        script_args.dataset_name,
+        dataset_name,
         tokenizer=tokenizer,
         min_majority_ratio=script_args.builder_min_majority_ratio,
         max_majority_ratio=script_args.builder_max_majority_ratio,
         pseudo_labels=script_args.use_builder_pseudo_labels,
-        limit=script_args.max_train_samples,
+        limit=None if dataset_name != script_args.dataset_name else script_args.max_train_samples,
         prompt_style=script_args.prompt_style,
         system_prompt=script_args.system_prompt,
+        curriculum_fraction=script_args.curriculum_fraction,
     )
+
+
+def build_curriculum(script_args: SASCScriptArguments, training_args: SASCConfig, model_args: ModelConfig) -> str:
+    """Sample the base model ``curriculum_samples`` times per training question with the builder (self-consistency)
+    and return the rows file, ``<output_dir>/curriculum/self-consistency.jsonl``.
+
+    The samples are drawn as the run's rollouts are (``temperature``, ``top_p``, ``max_completion_length``,
+    ``prompt_style``, ``seed``); the builder resumes an interrupted file and refuses one sampled with other settings.
+    With several processes the main process samples and the others wait for its file.
+    """
+    from accelerate import PartialState
+
+    from ..selection.build_arguments import BuildArguments, build_settings, check_build_settings
+    from ..selection.builder import SelectionBuilder
+    from ..selection.registry import resolve_methods
+
+    folder = Path(training_args.output_dir) / "curriculum"
+    rows_file = folder / "self-consistency.jsonl"
+    args = BuildArguments(
+        model_name_or_path=model_args.model_name_or_path,
+        dataset_name=script_args.dataset_name,
+        dataset_split=script_args.dataset_train_split,
+        prompt_column=script_args.prompt_column,
+        answer_column=script_args.answer_column,
+        prompt_style=script_args.prompt_style,
+        limit=script_args.max_train_samples,
+        methods=["self-consistency"],
+        n_candidates=script_args.curriculum_samples,
+        temperature=training_args.temperature,
+        top_p=training_args.top_p,
+        max_tokens=training_args.max_completion_length,
+        seed=training_args.seed,
+        backend="transformers",
+        dtype=str(model_args.dtype or "auto"),
+        output_dir=str(folder),
+    )
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            from ..data.benchmarks import load_questions
+
+            questions = load_questions(
+                args.dataset_name, args.dataset_split, args.limit, args.prompt_column, args.answer_column
+            )
+            check_build_settings(folder, build_settings(args, args.backend), overwrite=False)
+            logger.info(
+                "curriculum: %d questions x %d samples of the base model -> %s",
+                len(questions),
+                args.n_candidates,
+                rows_file,
+            )
+            SelectionBuilder(args, resolve_methods(args.methods), args.backend).run(questions, folder)
+    return str(rows_file)
 
 
 def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args: ModelConfig):
@@ -123,7 +194,7 @@ def main(script_args: SASCScriptArguments, training_args: SASCConfig, model_args
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    train_dataset = load_train_dataset(script_args, training_args, tokenizer)
+    train_dataset = load_train_dataset(script_args, training_args, tokenizer, model_args)
 
     model_init_kwargs = dict(
         revision=model_args.model_revision,

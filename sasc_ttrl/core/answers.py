@@ -114,6 +114,24 @@ def _closing_dollar_ends_answer(text: str, dollar: int) -> bool:
     return text[after] == "." and (after + 1 == len(text) or text[after + 1].isspace())
 
 
+def boxed_answer(text: str | None) -> str | None:
+    """The content of the last non-empty ``\\boxed{...}`` / ``\\fbox{...}`` with balanced braces, else of the last
+    brace-less ``\\boxed 7``; ``None`` when the completion boxes nothing (the first rule of [`extract_answer`]).
+
+    Example: ``boxed_answer("3 x 4 = 12. The answer is \\boxed{12}.")`` is ``"12"``; ``boxed_answer("12")`` is None.
+    """
+    if not text:
+        return None
+    # The last balanced box of any command wins (a truncated later box falls back to the latest complete one).
+    boxed = [hit for c in _BOXED_COMMANDS if (hit := _last_braced_argument(text, c)) is not None and hit[1].strip()]
+    if boxed:
+        return max(boxed)[1].strip()
+    braceless = _BRACELESS_BOX.findall(text)
+    if braceless and braceless[-1].rstrip("."):
+        return braceless[-1].rstrip(".")
+    return None
+
+
 def extract_answer(text: str | None) -> str | None:
     """Extract the final answer of a completion.
 
@@ -129,13 +147,9 @@ def extract_answer(text: str | None) -> str | None:
     """
     if not text:
         return None
-    # The last balanced box of any command wins (a truncated later box falls back to the latest complete one).
-    boxed = [hit for c in _BOXED_COMMANDS if (hit := _last_braced_argument(text, c)) is not None and hit[1].strip()]
-    if boxed:
-        return max(boxed)[1].strip()
-    braceless = _BRACELESS_BOX.findall(text)
-    if braceless and braceless[-1].rstrip("."):
-        return braceless[-1].rstrip(".")
+    boxed = boxed_answer(text)
+    if boxed is not None:
+        return boxed
     match = _GSM8K_ANSWER.findall(text)
     if match and match[-1].strip():
         return match[-1].strip()

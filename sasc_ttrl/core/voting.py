@@ -42,6 +42,9 @@ class VoteSettings:
         answer_timeout: Seconds allowed for one math-verify check.
         vote_log_path: When set, the main process appends one JSON line per voted group (answers, instabilities,
             kept, weights, pseudo-label, rewards, and the rank each rollout came from) to this file.
+        min_label_share: The training reward's confidence filter: a group whose pseudo-label holds less than this
+            share of the vote ([`VoteResult.label_share`]) gives every rollout reward 0, so GRPO does not train on it
+            (0 turns the filter off). Votes themselves (and the offline pipeline) ignore it.
     """
 
     filter_ratio: float = 0.2
@@ -54,8 +57,11 @@ class VoteSettings:
     window_tokens: int = 16
     answer_timeout: float | None = DEFAULT_TIMEOUT_SECONDS
     vote_log_path: str | None = None
+    min_label_share: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.min_label_share <= 1.0:
+            raise ValueError(f"min_label_share must be in [0, 1], got {self.min_label_share}")
         if not 0.0 <= self.filter_ratio < 1.0:
             raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
         if self.weight_temperature <= 0:
@@ -117,6 +123,19 @@ class VoteResult:
         if not self.classes or self.label_class is None:
             return 0.0
         return sum(c == self.label_class for c in self.classes) / len(self.classes)
+
+    @property
+    def label_share(self) -> float:
+        """Share of the vote held by the pseudo-label: the winning class's part of the kept rollouts' total weight
+        (in a plain majority vote, where every answer weighs 1: its share of the answers); 0.0 without a label.
+
+        Example: kept weights 1.5, 1.0, 0.5 on answers "4", "4", "5": the label "4" holds 2.5 / 3.0 = 0.83.
+        """
+        if self.label_class is None:
+            return 0.0
+        total = sum(w for w, k in zip(self.weights, self.kept) if k)
+        held = sum(w for w, k, c in zip(self.weights, self.kept, self.classes) if k and c == self.label_class)
+        return held / total if total > 0 else 0.0
 
 
 def _class_answers(answers: Sequence[str | None], classes: Sequence[int | None]) -> list[str]:

@@ -6,6 +6,8 @@ The builder itself is [`build_data`]; these fields also read from ``--config bui
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from ..core.vote_arguments import VoteArguments
 from ..data.prompts import PROMPT_STYLES, check_prompt_style
@@ -167,3 +169,20 @@ class BuildArguments(VoteArguments):
             calibration_threshold=self.calibration_threshold,
             calibration_confidence=self.calibration_confidence,
         )
+
+
+def build_settings(args: BuildArguments, backend: str) -> dict[str, Any]:
+    """The settings that determine a build's rows: every argument but ``FREE_KEYS``, plus the backend used."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in {**asdict(args), "backend": backend}.items() if k not in FREE_KEYS}
+
+
+def check_build_settings(output_dir: str | Path, settings: dict[str, Any], overwrite: bool) -> None:
+    """Record ``settings`` in ``output_dir``, or refuse to resume a build made with other ones (see
+    `sasc_ttrl.data.store.check_run_settings`); ``overwrite`` deletes the earlier build instead."""
+    from ..data.store import check_run_settings, field_defaults
+
+    check_run_settings(
+        Path(output_dir), CONFIG_FILE, settings, overwrite, field_defaults(BuildArguments), what="a build"
+    )

@@ -196,22 +196,31 @@ def missing_from_checkpoint(path: str | os.PathLike, world_size: int = 1) -> str
     return None
 
 
-def last_complete_checkpoint(output_dir: str | os.PathLike, world_size: int = 1) -> str | None:
-    """The ``checkpoint-<step>`` folder with the highest step that is complete (see [`missing_from_checkpoint`]), or
-    None. A folder cut short by a kill while saving is skipped (with a warning) in favour of the previous one."""
+def complete_checkpoints(output_dir: str | os.PathLike, world_size: int = 1) -> list[tuple[int, str]]:
+    """``(step, folder)`` of every complete ``checkpoint-<step>`` folder (see [`missing_from_checkpoint`]) in
+    ``output_dir``, highest step first. A folder cut short by a kill while saving is skipped, with a warning."""
     folder = Path(output_dir)
     if not folder.is_dir():
-        return None
+        return []
     steps = sorted(
         ((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))),
         reverse=True,
     )
-    for _, path in steps:
+    complete = []
+    for step, path in steps:
         missing = missing_from_checkpoint(path, world_size)
         if missing is None:
-            return str(path)
-        logger.warning("%s has no %s (interrupted while saving); skipped", path, missing)
-    return None
+            complete.append((step, str(path)))
+        else:
+            logger.warning("%s has no %s (interrupted while saving); skipped", path, missing)
+    return complete
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike, world_size: int = 1) -> str | None:
+    """The ``checkpoint-<step>`` folder with the highest step that is complete (see [`complete_checkpoints`]), or
+    None. A folder cut short by a kill while saving is skipped (with a warning) in favour of the previous one."""
+    found = complete_checkpoints(output_dir, world_size)
+    return found[0][1] if found else None
 
 
 def resolve_resume_checkpoint(resume_from_checkpoint: str | None, output_dir: str, world_size: int = 1) -> str | None:

@@ -14,6 +14,9 @@ is the most common one, see `sasc_ttrl.core.label_diagnostics.RecentLabels`) and
 ``label_share`` for ``patience`` logged steps in a row. Such a run need not be unanimous within its groups, nor
 miss answers, so the first condition alone does not see it.
 
+With ``action="stop"`` the guard also ends training when it fires; [`SASCTrainer`] then puts back the weights of
+the last checkpoint saved before the streak that made it fire began (see `SASCTrainer.restore_before_collapse`).
+
 A second guard, [`NoAnswerGuard`], warns once when no rollout has given any answer since training started: every
 reward is then 0 and the run learns nothing.
 """
@@ -34,6 +37,7 @@ class CollapseGuard(TrainerCallback):
 
     Args:
         threshold: Share of unanimous groups that counts as a unanimous step.
+        action: ``"warn"`` (once) or ``"stop"`` (warn, then end training).
         patience: Consecutive logged unanimous steps before the other conditions are checked; also the consecutive
             logged steps of one dominant label.
         heldout_metric: Name of a logged held-out score; a value below the best seen so far counts as a fall.
@@ -47,25 +51,39 @@ class CollapseGuard(TrainerCallback):
         patience: int = 3,
         heldout_metric: str | None = None,
         label_share: float | None = 0.5,
+        action: str = "warn",
     ):
         if not 0.0 < threshold <= 1.0 or patience < 1:
             raise ValueError(f"need 0 < threshold <= 1 and patience >= 1, got {threshold}, {patience}")
         if label_share is not None and not 0.0 < label_share <= 1.0:
             raise ValueError(f"need 0 < label_share <= 1 (or None), got {label_share}")
+        if action not in ("warn", "stop"):
+            raise ValueError(f"action must be 'warn' or 'stop', got {action!r}")
         self.threshold = threshold
         self.patience = patience
         self.heldout_metric = heldout_metric
         self.label_share = label_share
+        self.action = action
         self.streak = 0
         self.share_streak = 0
+        self.streak_start: int | None = None  # global step of the first logged step of the current streak
+        self.share_streak_start: int | None = None
         self.last_share = 0.0
         self.best_heldout: float | None = None
         self.heldout_fell = False
         self.warned = False
         self.message: str | None = None
+        self.fired_at: int | None = None  # global step at which the guard fired
+        self.fired_streak_start: int | None = None  # first logged step of the streak that made it fire
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the guard fired with ``action="stop"`` (it asked the trainer to stop)."""
+        return self.action == "stop" and self.fired_at is not None
 
     def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs):
         logs = logs or {}
+        step = state.global_step
         if self.heldout_metric is not None and self.heldout_metric in logs:
             value = float(logs[self.heldout_metric])
             if self.best_heldout is not None and value < self.best_heldout:
@@ -75,33 +93,43 @@ class CollapseGuard(TrainerCallback):
         if self.label_share is not None and shares:
             self.last_share = min(shares)
             self.share_streak = self.share_streak + 1 if self.last_share >= self.label_share else 0
+            self.share_streak_start = (self.share_streak_start or step) if self.share_streak else None
         keys = [k for k in logs if k.endswith("/unanimous_fraction")]
         if self.warned or not keys:
             return
         unanimous = min(float(logs[k]) for k in keys)
         self.streak = self.streak + 1 if unanimous >= self.threshold else 0
+        self.streak_start = (self.streak_start or step) if self.streak else None
         answered = 1.0 - max(float(logs.get(k.replace("unanimous_fraction", "no_answer_fraction"), 0.0)) for k in keys)
-        advice = (
-            "The reward now mostly pays for agreement; check a held-out score, lower the learning rate, or stop here "
-            "(collapse_patience: 0 turns this off)."
-        )
+        if self.action == "stop":
+            advice = "collapse_action is 'stop': training stops here."
+        else:
+            advice = (
+                "The reward now mostly pays for agreement; check a held-out score, lower the learning rate, or stop "
+                "here (collapse_action: stop does it for you; collapse_patience: 0 turns this off)."
+            )
         if self.share_streak >= self.patience:
             self.message = (
-                f"possible collapse at step {state.global_step}: {100 * self.last_share:.0f}% of the last questions "
+                f"possible collapse at step {step}: {100 * self.last_share:.0f}% of the last questions "
                 f"got the same pseudo-label, for {self.share_streak} logged steps (recent_top_label_share >= "
                 f"{self.label_share}): the model gives one answer whatever the question. {advice}"
             )
+            self.fired_streak_start = self.share_streak_start
         elif self.streak >= self.patience and (answered < 1.0 or self.heldout_fell):
             why = f"answer rate {100 * answered:.0f}%" if answered < 1.0 else f"{self.heldout_metric} fell"
             self.message = (
-                f"possible collapse at step {state.global_step}: the vote was unanimous on >= "
+                f"possible collapse at step {step}: the vote was unanimous on >= "
                 f"{100 * self.threshold:.0f}% of the groups for {self.streak} logged steps while {why}. {advice}"
             )
+            self.fired_streak_start = self.streak_start
         else:
             return
         logger.warning(self.message)
         warnings.warn(self.message, UserWarning, stacklevel=2)
         self.warned = True
+        self.fired_at = step
+        if self.action == "stop":
+            control.should_training_stop = True
 
 
 class NoAnswerGuard(TrainerCallback):

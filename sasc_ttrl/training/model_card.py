@@ -46,7 +46,13 @@ GRPO_CITATION = textwrap.dedent("""\
         eprint  = {arXiv:2402.03300}
     }""")
 
-VOTE_REWARDS = {"sasc_reward": "sasc", "majority_reward": "majority", "fixed_label_reward": "fixed_label"}
+VOTE_REWARDS = {
+    "sasc_reward": "sasc",
+    "majority_reward": "majority",
+    "fixed_label_reward": "fixed_label",
+    "oracle_reward": "oracle",
+    "format_reward": "format",
+}
 
 
 @dataclass
@@ -65,6 +71,8 @@ class CardFacts:
         global_step: Optimizer steps trained.
         num_processes: Processes that trained.
         tags: Extra hub tags.
+        collapse_stop: When the collapse guard stopped training (``collapse_action: stop``): its message, the step it
+            fired at and the step whose weights were kept (see `SASCTrainer`).
     """
 
     model_name: str
@@ -78,6 +86,7 @@ class CardFacts:
     global_step: int = 0
     num_processes: int = 1
     tags: list[str] = field(default_factory=list)
+    collapse_stop: dict[str, Any] | None = None
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -103,14 +112,14 @@ def _package_version(name: str) -> str:
 
 
 def run_kind(reward_names: list[str]) -> str:
-    """``"ttrl"`` when every vote reward is the plain majority, ``"fixed_label"`` for builder labels, else
-    ``"sasc"``."""
-    votes = [VOTE_REWARDS[n] for n in reward_names if n in VOTE_REWARDS]
-    if votes and all(v == "majority" for v in votes):
-        return "ttrl"
-    if votes and all(v == "fixed_label" for v in votes):
-        return "fixed_label"
-    return "sasc"
+    """What the run's rewards make it, by the first of this package's rewards present in this order: ``"sasc"``,
+    ``"ttrl"`` (plain majority), ``"fixed_label"`` (builder labels), ``"oracle"`` (true answers), ``"format"``;
+    ``"grpo"`` when it has none of them (a user's own rewards)."""
+    kinds = {VOTE_REWARDS[n] for n in reward_names if n in VOTE_REWARDS}
+    for kind, name in (("sasc", "sasc"), ("majority", "ttrl"), ("fixed_label", "fixed_label"), ("oracle", "oracle")):
+        if kind in kinds:
+            return name
+    return "format" if "format" in kinds else "grpo"
 
 
 def _method(facts: CardFacts) -> str:
@@ -135,7 +144,31 @@ def _method(facts: CardFacts) -> str:
             sasc + "\n\nThis run rewards agreement with fixed pseudo-labels chosen offline by `sasc-ttrl build` "
             "(`fixed_label`): nothing was voted online."
         )
+    if kind == "oracle":
+        return (
+            "This run is a **control, not label-free**: GRPO rewarded each rollout whose answer agrees with the true "
+            "answer of its question (`oracle`): the ceiling that label-free test-time RL (TTRL, SASC-TTRL) is "
+            "compared with."
+        )
+    if kind == "format":
+        return (
+            "This run is a **control**: GRPO rewarded each rollout that puts any answer in `\\boxed{}` (`format`), "
+            "which teaches the answer format and nothing else."
+        )
+    if kind == "grpo":
+        return "This run is GRPO with the reward functions below (none of them is one of `sasc-ttrl`'s votes)."
     return sasc + " Plain majority voting (TTRL, Zuo et al., 2025) is the baseline."
+
+
+def _collapse_section(facts: CardFacts) -> str:
+    stop = facts.collapse_stop
+    if not stop:
+        return ""
+    return (
+        f"## Stopped on collapse\n\nThe collapse guard (`collapse_action: stop`) ended training at step "
+        f"{stop['stopped_at']}: {stop['message']}\n\nThe saved weights are those of {stop['restored']}, the last "
+        f"saved before the collapse began (its first logged step: {stop['streak_start']}).\n\n"
+    )
 
 
 def _table(rows: list[tuple[str, Any]]) -> str:
@@ -160,6 +193,12 @@ def _vote_rows(facts: CardFacts) -> list[tuple[str, Any]]:
             ("entropy_top_k", a.entropy_top_k),
             ("entropy_source", a.entropy_source),
         ]
+    if any(VOTE_REWARDS.get(n) in ("sasc", "majority") for n in facts.reward_names) and a.min_label_share > 0:
+        rows.append(
+            ("min_label_share", f"{a.min_label_share} (groups whose label holds less of the vote do not train)")
+        )
+    if a.collapse_action != "warn":
+        rows.append(("collapse_action", a.collapse_action))
     rows.append(("answer_timeout", f"{a.answer_timeout} s per math-verify check"))
     return rows
 
@@ -232,11 +271,16 @@ def build_model_card(facts: CardFacts) -> ModelCard:
         tags=sorted({"sasc-ttrl", "trl", "grpo", "test-time-rl", "generated_from_trainer", *facts.tags}),
     )
     what = "a LoRA adapter of" if facts.adapter else "a fine-tuned version of"
+    kind = run_kind(facts.reward_names)
     vote = {
         "ttrl": "the TTRL baseline (plain majority vote)",
         "fixed_label": "SASC-TTRL's offline pseudo-labels",
         "sasc": "SASC-TTRL",
-    }[run_kind(facts.reward_names)]
+        "oracle": "GRPO on the true answers (a control)",
+        "format": "GRPO on a format-only reward (a control)",
+        "grpo": "GRPO",
+    }[kind]
+    answers = "with their answers" if kind == "oracle" else "without their answers"
     versions = "\n".join(
         f"- {label}: {_package_version(pkg)}"
         for label, pkg in [
@@ -253,10 +297,10 @@ def build_model_card(facts: CardFacts) -> ModelCard:
 # {facts.model_name}
 
 This model is {what} {_link(facts.base_model)}, trained with {vote} on the questions of
-{_link(facts.dataset_name, "datasets/")}, without their answers, with the `sasc-ttrl` package on
+{_link(facts.dataset_name, "datasets/")}, {answers}, with the `sasc-ttrl` package on
 [TRL](https://github.com/huggingface/trl)'s `GRPOTrainer`.
 
-## Method
+{_collapse_section(facts)}## Method
 
 {_method(facts)}
 

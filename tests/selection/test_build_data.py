@@ -22,7 +22,7 @@ from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from sasc_ttrl.sampling.openai_client import KeyStepClient, KeyStepError, chat_completions_url
 from sasc_ttrl.selection import builder
 from sasc_ttrl.selection.adapters.token_features import compute_token_features
-from sasc_ttrl.selection.build_arguments import BuildArguments
+from sasc_ttrl.selection.build_arguments import CONFIG_FILE, BuildArguments, build_settings
 from sasc_ttrl.selection.registry import SELECTION_METHODS
 from tests.loopback_chat import LoopbackChatServer
 
@@ -378,11 +378,11 @@ def test_a_rerun_with_other_settings_is_refused(tmp_path):
 
 
 def test_a_setting_added_later_counts_as_its_default_in_an_older_build(tmp_path):
-    settings = build._settings(build_args_plain(tmp_path), "transformers")
+    settings = build_settings(build_args_plain(tmp_path), "transformers")
     older = {k: v for k, v in settings.items() if k != "prompt_style"}  # a build_config.json from before the field
-    (tmp_path / build.CONFIG_FILE).write_text(json.dumps(older))
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(older))
     build._check_config(tmp_path, settings, overwrite=False)  # resumes: "math" was the only style then
-    assert json.loads((tmp_path / build.CONFIG_FILE).read_text())["prompt_style"] == "math"
+    assert json.loads((tmp_path / CONFIG_FILE).read_text())["prompt_style"] == "math"
     other = {**settings, "prompt_style": "word_problem_one_shot"}
     with pytest.raises(ValueError, match="prompt_style.*'math', 'word_problem_one_shot'"):
         build._check_config(tmp_path, other, overwrite=False)

@@ -88,4 +88,7 @@ def test_run_kind():
     assert run_kind(["majority_reward"]) == "ttrl"
     assert run_kind(["majority_reward", "my_bonus"]) == "ttrl"
     assert run_kind(["sasc_reward", "majority_reward"]) == "sasc"
-    assert run_kind(["my_reward"]) == "sasc"
+    assert run_kind(["my_reward"]) == "grpo"  # a user's own rewards: not called SASC-TTRL
+    assert run_kind(["fixed_label_reward"]) == "fixed_label"
+    assert run_kind(["oracle_reward"]) == "oracle" and run_kind(["format_reward", "my_bonus"]) == "format"
+    assert run_kind(["majority_reward", "format_reward"]) == "ttrl"
