@@ -31,7 +31,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from sasc_ttrl.data.benchmarks import load_benchmark  # noqa: E402
-from sasc_ttrl.demo.tiny_model import build_tiny_model, write_tiny_dataset  # noqa: E402
+from sasc_ttrl.demo.tiny_model import write_tiny_dataset  # noqa: E402
 from sasc_ttrl.sampling.benchmark import BenchmarkSampler, sample_benchmark  # noqa: E402
 from sasc_ttrl.sampling.generation import SamplingSettings  # noqa: E402
 
@@ -69,7 +69,7 @@ def run(args: EvalThroughputArguments) -> dict:
     import vllm
 
     torch.set_num_threads(record.THREADS)
-    model_dir = args.model or str(build_tiny_model(Path.home() / ".cache" / "sasc_ttrl" / "tiny-model"))
+    model_dir = args.model or str(record.tiny_model_dir())
     settings = SamplingSettings.from_arguments(args, n=args.n)
     seconds: dict[str, list[float]] = {b: [] for b in BACKENDS}
     tokens: dict[str, set[int]] = {b: set() for b in BACKENDS}

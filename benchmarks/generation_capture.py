@@ -27,7 +27,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sasc_ttrl.data.prompts import render_prompt
-from sasc_ttrl.demo.tiny_model import build_tiny_model
 from sasc_ttrl.sampling.entropy_capture import EntropyRecorder, capture_topk_entropies, forward_topk_entropies
 
 VARIANTS = ("generate", "generate + hook", "generate + forward pass")
@@ -66,7 +65,7 @@ def completion_lengths(completions: torch.Tensor, eos: int) -> list[int]:
 def run(args: GenerationCaptureArguments) -> dict:
     """Median seconds per variant, completion tokens, model description."""
     torch.set_num_threads(record.THREADS)
-    model_dir = args.model or str(build_tiny_model(Path.home() / ".cache" / "sasc_ttrl" / "tiny-model"))
+    model_dir = args.model or str(record.tiny_model_dir())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

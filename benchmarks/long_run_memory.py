@@ -50,7 +50,7 @@ class LongRunMemoryArguments(record.RecordingArguments):
     num_generations: int = field(default=8, metadata={"help": "Rollouts per group."})
     stream: int = field(default=40_000, metadata={"help": "Pairs of distinct answers streamed through the caches."})
     model: str = field(
-        default=str(Path.home() / ".cache" / "sasc_ttrl" / "tiny-model"),
+        default=str(record.cache_dir() / "tiny-model"),
         metadata={"help": "The tiny model (built there when missing)."},
     )
     output_dir: str | None = field(default=None, metadata={"help": "Run folder (default: a temporary one)."})

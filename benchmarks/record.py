@@ -63,6 +63,18 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BENCHMARKS_FILE = REPO / "BENCHMARKS.md"
 
 
+def cache_dir() -> Path:
+    """The project's model cache, as the demo and the tests use it: ``$SASC_TTRL_CACHE`` or ``~/.cache/sasc_ttrl``."""
+    return Path(os.environ.get("SASC_TTRL_CACHE", Path.home() / ".cache" / "sasc_ttrl"))
+
+
+def tiny_model_dir() -> Path:
+    """The tiny model in the cache, built on first use."""
+    from sasc_ttrl.demo.tiny_model import build_tiny_model
+
+    return build_tiny_model(cache_dir() / "tiny-model")
+
+
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (falls back to `platform.processor()`)."""
     try:

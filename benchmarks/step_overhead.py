@@ -42,7 +42,7 @@ import sasc_ttrl.core.answers as answers_module
 import sasc_ttrl.training.rewards as rewards_module
 from sasc_ttrl.core.answers import extract_answer, group_equivalent
 from sasc_ttrl.data.training_data import load_math_dataset
-from sasc_ttrl.demo.tiny_model import build_tiny_model, write_tiny_dataset
+from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from sasc_ttrl.sampling.entropy_capture import EntropyRecorder
 from sasc_ttrl.training.configs import SASCConfig
 from sasc_ttrl.training.rewards import get_reward_funcs
@@ -100,7 +100,7 @@ class StepOverheadArguments(record.RecordingArguments):
 
 def default_model_dir() -> Path:
     """The tiny model in the cache (built on first use)."""
-    return build_tiny_model(Path.home() / ".cache" / "sasc_ttrl" / "tiny-model")
+    return record.tiny_model_dir()
 
 
 def make_plain_majority_reward(num_generations: int, timers: record.Timers):

@@ -39,7 +39,6 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from sasc_ttrl.data.prompts import render_prompt  # noqa: E402
-from sasc_ttrl.demo.tiny_model import build_tiny_model  # noqa: E402
 from sasc_ttrl.sampling.generation import encode_prompts  # noqa: E402
 from sasc_ttrl.sampling.vllm_topk import (  # noqa: E402
     entropies_from_topk,
@@ -140,7 +139,7 @@ def run(args: VllmLogprobsArguments) -> dict:
     from vllm import SamplingParams
 
     torch.set_num_threads(record.THREADS)
-    model_dir = args.model or str(build_tiny_model(Path.home() / ".cache" / "sasc_ttrl" / "tiny-model"))
+    model_dir = args.model or str(record.tiny_model_dir())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     questions = [f"What is {a} + {a + 3}?" for a in range(args.prompts)]
     prompt_ids = encode_prompts(tokenizer, [render_prompt(q, tokenizer) for q in questions])
