@@ -29,13 +29,15 @@ VLLM_MAX_LOGPROBS = 20  # vLLM's default `max_logprobs`, used by TRL's colocated
 class SASCTrainer(GRPOTrainer):
     """GRPO with label-free, stability-aware pseudo-label rewards (SASC-TTRL).
 
-    What differs from [`trl.GRPOTrainer`]:
+    What differs from [`trl.GRPOTrainer`] (every difference, with the reasons, in ``docs/trainer.md``):
 
-    1. Every completion's per-token top-k entropy sequence (``args.entropy_top_k`` logits of
-       ``logits / args.temperature``) reaches the reward functions as the ``token_entropies`` keyword argument,
-       and each completion's global group index as ``rollout_group``. They are added to the ``extra_fields``
-       that `GRPOTrainer._generate` returns (TRL merges them into the reward inputs before rewards are computed).
-    2. How the entropies are obtained (``args.entropy_source``):
+    1. ``args`` may be omitted (`SASCConfig.default`) or a plain `GRPOConfig` (converted, with one warning).
+    2. For reward functions that ask for them (a ``rollout_fields`` attribute, as this package's vote rewards have,
+       or a parameter of that name), every completion's per-token top-k entropy sequence (``args.entropy_top_k``
+       logits of ``logits / args.temperature``) reaches the rewards as ``token_entropies``, and each completion's
+       global group index as ``rollout_group``, in copies of the batch's rows (`_calculate_rewards`): the rows TRL
+       hands to ``training_step`` stay the data set's. With no reward asking, nothing is captured.
+    3. How the entropies are obtained (``args.entropy_source``, see `_choose_entropy_path`):
        * ``"generation"`` (default, transformers path): a forward hook on the output embedding reduces each
          decoding step's logits to a top-k entropy while `generate` runs. No extra forward pass; the captured
          values match a reference forward pass to ~1e-6 (see tests and BENCHMARKS.md).
@@ -45,16 +47,18 @@ class SASCTrainer(GRPOTrainer):
          colocate mode the request also says ``detokenize=False`` (`sasc_sampling_overrides`): vLLM would otherwise
          turn every returned logprob's token into text, unread (same tokens and logprobs either way).
        * ``"forward"``: one extra no-grad forward pass over prompt + completion after generation (its measured
-         cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching``, where the
-         hook cannot follow generation.
-    3. Vote on N, train on M (``args.train_generations``): rewards and advantages are computed over all
+         cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching`` and with beam
+         search (``num_beams > 1``), where the hook cannot follow one sequence per row.
+    4. Vote on N, train on M (``args.train_generations``): rewards and advantages are computed over all
        ``num_generations`` rollouts of a group, then only ``train_generations`` of them per group are kept for the
        loss (``args.train_selection``), and ``num_items_in_batch`` is recomputed over the kept ones.
-    4. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
+    5. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
        with the vote hyper-parameters of ``args``. Registry names and dotted paths given in ``reward_funcs``
        (``["sasc", my_fn]``) are resolved the same way; other strings are left to TRL (reward-model ids).
-    5. Two one-time warnings watch the logs ([`CollapseGuard`], [`NoAnswerGuard`]), and `create_model_card` writes
-       a card that states the base model, the data, the vote and training settings, and the method's citations.
+    6. Two guards watch the logs ([`CollapseGuard`], [`NoAnswerGuard`]); with ``collapse_action: stop`` the first
+       ends training and `restore_before_collapse` puts back the weights from before the collapse. And
+       `create_model_card` writes a card that states the base model, the data, the vote and training settings, and
+       the method's citations.
 
     Nothing else changes: generation itself, advantages, loss and logging are GRPOTrainer's own. Tool calling and
     custom ``rollout_func`` are not supported (their completions interleave tokens the model did not sample).
