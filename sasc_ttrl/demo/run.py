@@ -53,7 +53,7 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 SETTINGS_FILE = "demo_config.json"
 FREE_KEYS = ("output_dir", "cache_dir", "methods", "save_models", "eval_batch_size")
-TASKS = ("word_problems", "sums")
+TASKS = ("word_problems", "products", "sums")
 # Defaults of the real-model demo and of --quick (the tiny model); a flag given on the command line wins.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(
@@ -69,6 +69,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         lora_r=16,
         temperature=1.0,
         task="word_problems",
+        train_generations=None,
+        min_label_share=0.0,
     ),
     "quick": dict(
         num_train_questions=16,
@@ -83,6 +85,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         lora_r=8,
         temperature=1.0,
         task="sums",
+        train_generations=None,
+        min_label_share=0.0,
     ),
 }
 
@@ -120,7 +124,9 @@ class DemoArguments:
     save_models: bool = field(
         default=False, metadata={"help": "Keep each trained model (LoRA merged) in <output_dir>/models/<method>."}
     )
-    task: str | None = _preset("task", "word_problems (the task world) or sums (what the tiny model knows).")
+    task: str | None = _preset(
+        "task", "word_problems (the task world), products (its multiplications) or sums (what the tiny model knows)."
+    )
     num_train_questions: int | None = _preset("num_train_questions", "Questions trained on without their answers.")
     num_held_out_questions: int | None = _preset("num_held_out_questions", "Held-out questions of the same kind.")
     eval_samples: int | None = _preset("eval_samples", "Samples per question when evaluating (n).")
@@ -130,6 +136,8 @@ class DemoArguments:
     )
     num_generations: int | None = _preset("num_generations", "Rollouts per question (the vote's group).")
     prompts_per_step: int | None = _preset("prompts_per_step", "Questions per GRPO step.")
+    train_generations: int | None = _preset("train_generations", "Rollouts per question trained on (none: all).")
+    min_label_share: float | None = _preset("min_label_share", "The vote-confidence filter (0 = off).")
     max_steps: int | None = _preset("max_steps", "GRPO steps per run.")
     learning_rate: float | None = _preset("learning_rate", "Learning rate of the LoRA adapter.")
     lora_r: int | None = _preset("lora_r", "LoRA rank (alpha = 2 r, on every linear layer).")
@@ -154,6 +162,8 @@ class DemoArguments:
         for name in ("num_train_questions", "num_held_out_questions", "eval_samples", "max_completion_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_generations is not None and not 1 <= self.train_generations <= self.num_generations:
+            raise ValueError(f"train_generations must be in [1, num_generations], got {self.train_generations}")
         if self.num_generations < 2 or self.prompts_per_step < 1 or self.max_steps < 1 or self.lora_r < 1:
             raise ValueError("num_generations must be >= 2; prompts_per_step, max_steps and lora_r >= 1")
         if self.eval_temperature <= 0 or self.temperature <= 0 or self.learning_rate <= 0:
@@ -190,7 +200,8 @@ def make_questions(args: DemoArguments) -> tuple[list[dict], list[dict]]:
     if args.task == "sums":
         train, held_out = _sums_split(args.num_train_questions, args.num_held_out_questions, args.seed)
     else:
-        train, held_out = make_split(args.num_train_questions, args.num_held_out_questions, seed=args.seed)
+        ops = ["mul"] if args.task == "products" else ["add", "sub", "mul"]
+        train, held_out = make_split(args.num_train_questions, args.num_held_out_questions, seed=args.seed, ops=ops)
     return [chat_question(q, args.task) for q in train], [chat_question(q, args.task) for q in held_out]
 
 
@@ -278,6 +289,8 @@ def train_config(args: DemoArguments, method: str, output_dir: Path):
         output_dir=str(output_dir),
         reward_funcs=[reward],
         num_generations=args.num_generations,
+        train_generations=args.train_generations,
+        min_label_share=args.min_label_share,
         per_device_train_batch_size=args.num_generations * args.prompts_per_step,
         gradient_accumulation_steps=1,
         steps_per_generation=1,

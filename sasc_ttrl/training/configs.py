@@ -61,11 +61,12 @@ class SASCConfig(GRPOConfig, VoteArguments):
         no_answer_patience (`int`, defaults to `3`):
             The no-answer warning ([`NoAnswerGuard`]): warn once when no rollout gave an answer in the first
             `no_answer_patience` logged steps (or in a shorter run, at its end); 0 turns it off.
-        min_label_share (`float`, defaults to `0.0`):
+        min_label_share (`float`, defaults to `0.5`):
             The vote-confidence filter: a group whose pseudo-label holds less than this share of the vote
             ([`VoteResult.label_share`]: of the kept weight in the stability-aware vote, of the answers in the majority
             vote) gives every rollout the same reward, 0, so it does not train; the share of such groups is logged as
-            `<vote>/filtered_fraction`. 0 turns it off.
+            `<vote>/filtered_fraction`. 0 turns it off. The default is the dev choice of the README's label-free
+            training study.
         collapse_action (`str`, defaults to `"warn"`):
             What [`CollapseGuard`] does when it fires: `"warn"` (once), or `"stop"`: training ends, and the model
             left in the trainer (and saved) is the last checkpoint from before the collapse began, or the weights
@@ -122,10 +123,11 @@ class SASCConfig(GRPOConfig, VoteArguments):
         default=3, metadata={"help": "Warn when no rollout answers in the first N logged steps (0 turns it off)."}
     )
     min_label_share: float = field(
-        default=0.0,
+        default=0.5,
         metadata={
             "help": "Confidence filter: a group whose pseudo-label holds less than this share of the vote (kept "
-            "weight; for majority, answers) gives every rollout reward 0 and does not train (0 = off)."
+            "weight; for majority, answers) gives every rollout reward 0 and does not train (0 = off; 0.5 is the "
+            "training study's choice)."
         },
     )
     collapse_action: str = field(
