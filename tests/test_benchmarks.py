@@ -342,7 +342,7 @@ def test_every_benchmark_records_through_the_load_rule(name):
     assert "record.measure_and_record(" in source and "record_figures(" not in source
     assert "(record.RecordingArguments)" in source
     # The studies write their own summaries (outputs/, README), not BENCHMARKS.md figures.
-    studies = ["training_study", "vote_study"]
+    studies = ["label_free_study", "label_free_summary", "training_study", "vote_study"]
     helpers = ["machine_load", "record"]
     assert sorted(p.stem for p in BENCHMARKS.glob("*.py")) == sorted([*ALL_BENCHMARKS, *helpers, *studies])
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sasc_ttrl.core.voting import sasc_vote
 from sasc_ttrl.training.rewards import get_reward_funcs
@@ -101,13 +102,17 @@ def test_two_process_training_matches_one_process_votes(tiny_model_dir, tmp_path
     result = subprocess.run(cmd, env=env_for_children(), capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     lines = [json.loads(x) for x in votes.read_text().splitlines()]
+    recipe_share = yaml.safe_load((REPO / "recipes" / "tiny" / "sasc_cpu.yaml").read_text())["min_label_share"]
     assert len(lines) == 2  # one group of 6 per step (2 ranks x 3 completions)
     for line in lines:
         assert sorted(set(line["ranks"])) == [0, 1], "the group should be split across both ranks"
         single = sasc_vote(line["answers"], line["instabilities"], filter_ratio=0.2, weight_temperature=1.0)
         assert single.pseudo_label == line["pseudo_label"]
-        assert single.rewards == line["rewards"]
         assert single.kept == line["kept"]
+        # The recipe's confidence filter: a group whose label holds less of the vote than min_label_share gets 0.
+        unsure = single.label_share < recipe_share
+        assert line["filtered"] == unsure
+        assert line["rewards"] == ([0.0] * len(single.rewards) if unsure else single.rewards)
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert any("loss" in entry for entry in state["log_history"])
