@@ -21,7 +21,8 @@ appended as they are measured)::
 
 ``--quick`` runs the same pipeline on the project's tiny model in about two minutes (the test of this script). The
 run folders go to ``--output_root`` (default ``runs/label_free_study``); the summary (``summary.json``,
-``summary.md``, ``curves.png``) is written there and, for the real study, copied to ``benchmarks/label_free_study/``.
+``summary.md``, ``curves.png``) is written there and, for the real study, copied to ``benchmarks/label_free_study/``
+with every finished run's ``result.json`` (``runs/``): a later sitting, on a fresh machine too, starts from those.
 """
 
 from __future__ import annotations
@@ -311,6 +312,26 @@ def phase_report(model_path: str, plan: Plan, root: Path) -> None:
                     root / "report" / arm / f"seed{seed}")  # fmt: skip
 
 
+def restore(source: Path, root: Path, plan: Plan) -> list[Path]:
+    """Copy the finished runs' ``result.json`` published in ``source`` (``label_free_summary.publish``) into the run
+    folder ``root`` where it has none, so that the study resumes there instead of training them again; only when
+    ``source``'s plan is this plan (results of another plan are never mixed in). Returns the copied files."""
+    published = source / "plan.json"
+    if not published.exists():
+        return []
+    if json.loads(published.read_text()) != json.loads(json.dumps(asdict(plan))):
+        print(f"not restoring {source}: its plan.json differs from this plan", flush=True)
+        return []
+    copied = []
+    for result in sorted(source.glob("*/**/result.json")):
+        target = root / result.relative_to(source)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(result, target)
+            copied.append(target)
+    return copied
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", choices=["dev", "report", "summary", "all"])
@@ -329,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     root = Path(args.output_root)
     root.mkdir(parents=True, exist_ok=True)
     record_json(root / "plan.json", asdict(plan))
+    if not args.quick:
+        restored = restore(RESULTS_DIR / "runs", root, plan)
+        print(f"{len(restored)} finished runs restored from {RESULTS_DIR / 'runs'}", flush=True)
     model_path = args.model or str(record.tiny_model_dir() if args.quick else smollm2())
     with record.heavy_lock(args.lock):
         if args.phase in ("dev", "all"):
@@ -336,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.phase in ("report", "all"):
             phase_report(model_path, plan, root)
     summary = label_free_summary.summarise(root, plan)
-    if not args.quick and args.output_root == parser.get_default("output_root"):
+    if not args.quick:
         label_free_summary.publish(root, RESULTS_DIR)
     print(summary["markdown"])
 

@@ -181,8 +181,16 @@ def summarise(root: Path, plan) -> dict[str, Any]:
 
 
 def publish(root: Path, target: Path) -> None:
-    """Copy the summary files (small, committed) from the run folder to ``target``."""
+    """Copy the summary files and every finished run's ``result.json`` (small, committed; no checkpoint) from the run
+    folder to ``target``; the results go to ``target/runs/`` in the run folder's layout, so that a study spanning
+    several sittings (or machines) resumes from them (``label_free_study.restore``)."""
     target.mkdir(parents=True, exist_ok=True)
     for name in ("summary.json", "summary.md", "curves.png", "plan.json", "dev_choice.json"):
         if (root / name).exists():
             shutil.copy2(root / name, target / name)
+    for result in sorted(root.glob("*/**/result.json")):
+        copy = target / "runs" / result.relative_to(root)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(result, copy)
+    if (root / "plan.json").exists():
+        shutil.copy2(root / "plan.json", target / "runs" / "plan.json")

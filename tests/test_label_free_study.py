@@ -44,6 +44,36 @@ def test_the_question_sets_are_disjoint_and_fixed():
     assert study.questions(study.Plan()) == sets
 
 
+def test_published_runs_restore_into_a_fresh_run_folder_of_the_same_plan_only(tmp_path):
+    from dataclasses import asdict, replace
+
+    import label_free_study as study
+    import label_free_summary
+
+    plan = study.Plan()
+    first = tmp_path / "first"
+    for rel in ("dev/base", "dev/lr0.0002-tau0.5/seed10", "report/sasc/seed0"):
+        (first / rel).mkdir(parents=True)
+        (first / rel / "result.json").write_text(json.dumps({"arm": rel}))
+    (first / "report" / "oracle" / "seed0" / "train").mkdir(parents=True)  # unfinished: a checkpoint, no result
+    (first / "plan.json").write_text(json.dumps(asdict(plan)))
+    published = tmp_path / "published"
+    label_free_summary.publish(first, published)
+    assert not (published / "runs" / "report" / "oracle").exists()
+
+    fresh = tmp_path / "fresh"
+    (fresh / "dev" / "base").mkdir(parents=True)
+    (fresh / "dev" / "base" / "result.json").write_text(json.dumps({"arm": "kept"}))  # never overwritten
+    copied = study.restore(published / "runs", fresh, plan)
+    assert sorted(p.relative_to(fresh).as_posix() for p in copied) == [
+        "dev/lr0.0002-tau0.5/seed10/result.json", "report/sasc/seed0/result.json"]  # fmt: skip
+    assert json.loads((fresh / "dev" / "base" / "result.json").read_text()) == {"arm": "kept"}
+    restored = fresh / "report" / "sasc" / "seed0" / "result.json"
+    assert json.loads(restored.read_text()) == {"arm": "report/sasc/seed0"}
+    other = tmp_path / "other"
+    assert study.restore(published / "runs", other, replace(plan, epochs=4)) == [] and not other.exists()
+
+
 @pytest.mark.slow
 def test_label_free_study_quick_then_resumed(tiny_model_dir, tmp_path):
     cmd = [sys.executable, str(REPO / "benchmarks" / "label_free_study.py"), "all", "--quick",
