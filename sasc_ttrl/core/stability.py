@@ -1,4 +1,4 @@
-"""Rollout instability (DESIGN.md steps 2-3): what a per-token entropy sequence is reduced to, and z-scores.
+"""Rollout instability (docs/method.md, steps 2-3): what a per-token entropy sequence is reduced to, and z-scores.
 
 The per-token top-k entropies come from `sasc_ttrl.sampling.entropy` (torch); this module is pure (lists and
 numpy). ``std`` is the method's statistic; ``mean``, ``tail``, ``bottom_window`` and ``std_length_matched`` are the
@@ -16,7 +16,7 @@ DEFAULT_TOP_K = 20
 
 
 def instability(entropies: Sequence[float]) -> float:
-    """Population standard deviation of a rollout's per-token entropy sequence (DESIGN.md step 2).
+    """Population standard deviation of a rollout's per-token entropy sequence (docs/method.md, step 2).
 
     An empty sequence has instability 0.0 (a rollout with no completion token has nothing to be unsteady about;
     it also has no answer and therefore no vote).

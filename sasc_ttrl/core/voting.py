@@ -1,4 +1,4 @@
-"""Votes over a group of rollouts: plain majority (TTRL) and the stability-aware vote (DESIGN.md steps 3-6).
+"""Votes over a group of rollouts: plain majority (TTRL) and the stability-aware vote (docs/method.md, steps 3-6).
 
 Both return a [`VoteResult`] with the pseudo-label, the equivalence classes, the weights, which rollouts were
 kept by the gate, and the per-rollout rewards. They are pure functions of the answers and instabilities; the
@@ -225,7 +225,7 @@ def sasc_vote(
     weight_scores: Sequence[float] | None = None,
     weight_clip: float = DEFAULT_WEIGHT_CLIP,
 ) -> VoteResult:
-    """Stability-aware vote (DESIGN.md steps 3-6).
+    """Stability-aware vote (docs/method.md, steps 3-6).
 
     Over the ``m`` rollouts that gave an answer: drop the ``floor(filter_ratio * m)`` least stable (largest
     ``instabilities``; among equal instabilities the later rollout is dropped first; at least one rollout always

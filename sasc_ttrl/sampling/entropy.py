@@ -1,4 +1,4 @@
-"""Top-k local entropy from model outputs (DESIGN.md step 1), in torch.
+"""Top-k local entropy from model outputs (docs/method.md, step 1), in torch.
 
 For each generated token, the top-k logits of the sampling distribution (logits / temperature, before top-p /
 top-k truncation) are renormalised with a softmax over those k and their entropy is taken. The full-vocabulary

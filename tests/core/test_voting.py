@@ -1,4 +1,4 @@
-"""Majority vote and the stability-aware vote (sasc_ttrl.core.voting), checked against DESIGN.md steps 3-6."""
+"""Majority vote and the stability-aware vote (sasc_ttrl.core.voting), checked against docs/method.md steps 3-6."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sasc_ttrl.core.voting import majority_vote, sasc_vote
 
 
 def _z(values: list[float]) -> list[float]:
-    """DESIGN.md step 3, written out independently of the library."""
+    """docs/method.md step 3, written out independently of the library."""
     mean, std = statistics.fmean(values), statistics.pstdev(values)
     if std == 0:
         return [0.0] * len(values)
