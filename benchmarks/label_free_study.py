@@ -301,7 +301,14 @@ def phase_dev(model_path: str, plan: Plan, root: Path) -> dict[str, Any]:
 
 
 def phase_report(model_path: str, plan: Plan, root: Path) -> None:
-    choice = json.loads((root / "dev_choice.json").read_text())["choice"]
+    """Every arm and seed on the reported split with the dev choice (decided first from the dev runs, restored or
+    trained, when ``dev_choice.json`` is missing: a fresh machine)."""
+    choice_file = root / "dev_choice.json"
+    choice = (
+        json.loads(choice_file.read_text())["choice"]
+        if choice_file.exists()
+        else phase_dev(model_path, plan, root)["choice"]
+    )
     sets = questions(plan)["report"]
     base_result(model_path, plan, sets, root / "report" / "base")
     for seed in plan.seeds:

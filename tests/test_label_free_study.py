@@ -96,3 +96,8 @@ def test_label_free_study_quick_then_resumed(tiny_model_dir, tmp_path):
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)  # every run is read back
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((tmp_path / "summary.json").read_text())["rows"] == summary["rows"]
+    # A fresh machine restores the runs but not dev_choice.json: `report` decides it again from the dev runs.
+    (tmp_path / "dev_choice.json").unlink()
+    report = subprocess.run([*cmd[:2], "report", *cmd[3:]], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert json.loads((tmp_path / "dev_choice.json").read_text()) == choice
