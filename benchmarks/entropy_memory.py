@@ -40,7 +40,7 @@ import record  # noqa: E402 - sets OMP_NUM_THREADS
 import torch  # noqa: E402
 from trl.trainer.utils import entropy_from_logits  # noqa: E402
 
-from sasc_ttrl.sampling.entropy import _entropy_of_logits, topk_entropy_from_logits
+from sasc_ttrl.sampling.entropy import entropy_of_logits, topk_entropy_from_logits
 
 TARGET_FACTOR = 100.0
 TARGET_LENGTH = 4096
@@ -82,7 +82,7 @@ def full_entropy_same_chunks(logits: torch.Tensor, temperature: float = 1.0) -> 
     flat = logits.reshape(-1, logits.shape[-1])
     out = torch.empty(flat.shape[0], dtype=torch.float32)
     for start in range(0, flat.shape[0], CHUNK_ROWS):
-        out[start : start + CHUNK_ROWS] = _entropy_of_logits(flat[start : start + CHUNK_ROWS].float() / temperature)
+        out[start : start + CHUNK_ROWS] = entropy_of_logits(flat[start : start + CHUNK_ROWS].float() / temperature)
     return out.reshape(logits.shape[:-1])
 
 

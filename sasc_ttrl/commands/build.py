@@ -60,7 +60,7 @@ def main(args: BuildArguments) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     output_dir = Path(args.output_dir)
     specs = resolve_methods(args.methods, has_verifier=args.verifier_model_name_or_path is not None)
-    backend = resolve_backend(args.backend)
+    backend = resolve_backend(args.backend, args.dynamic_temperature)
     settings = build_settings(args, backend)
     # Data and vocabulary are checked before anything is written or any weights are read.
     with data_errors(args.dataset_name):

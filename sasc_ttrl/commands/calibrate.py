@@ -21,9 +21,11 @@ Calibration is measured on held-out questions that have reference answers (``--e
 ``--eval_fraction`` of the questions): the model's ``P(Yes) / (P(Yes) + P(No))`` for each answered candidate against
 whether the candidate is correct -- expected calibration error ([`expected_calibration_error`], equal-width bins),
 Brier score, and AUROC (ranking, which a shift of every P(Yes) towards the base rate does not improve) -- before
-(the starting model) and after (the fine-tuned one). Outputs in ``output_dir``: ``calibration_examples.jsonl``,
-``model/``, ``calibration_report.json``; a finished part is not redone, and a rerun with other settings is refused
-(``calibrate_config.json``; ``--overwrite`` starts over).
+(the starting model) and after (the fine-tuned one). The command samples nothing: its data's sampling (a fixed
+temperature, or Self-Calibration's dynamic temperature with ``sasc-ttrl build --dynamic_temperature``) is the
+builder's, and the report records it (``data_sampling``, from the builder's ``build_config.json``). Outputs in
+``output_dir``: ``calibration_examples.jsonl``, ``model/``, ``calibration_report.json``; a finished part is not
+redone, and a rerun with other settings is refused (``calibrate_config.json``; ``--overwrite`` starts over).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ..core.metrics import auroc, brier_score, expected_calibration_error
 from ..core.voting import weighted_vote
 from ..data.rollouts import QuestionRollouts, read_builder_rollouts
 from ..data.store import check_run_settings, field_defaults, write_atomic
+from ..sampling.dynamic_temperature import DynamicTemperatureArguments
 from ..selection.adapters.judge import Judge
 from ..selection.self_eval import ANSWER_QUESTION
 from ..training.sft import TrainSettings, sft_finetune
@@ -214,6 +217,21 @@ def split_questions(args: CalibrationArguments) -> tuple[list[QuestionRollouts],
     return questions[:cut], questions[cut:]
 
 
+SAMPLING_KEYS = ("n_candidates", "temperature", "top_p", "dynamic_temperature", "dt_base", "dt_n", "dt_theta",
+                 "dt_entropy")  # fmt: skip
+
+
+def builder_sampling(dataset_path: str) -> dict[str, Any] | None:
+    """How the builder output ``dataset_path`` was sampled (temperature or dynamic temperature, ...), read from the
+    ``build_config.json`` the builder writes beside it; ``None`` when there is none."""
+    config = Path(dataset_path).parent / "build_config.json"
+    if not config.exists():
+        return None
+    recorded = json.loads(config.read_text())
+    defaults = field_defaults(DynamicTemperatureArguments)  # a build made before these fields sampled without
+    return {k: recorded.get(k, defaults.get(k)) for k in SAMPLING_KEYS}
+
+
 def main(args: CalibrationArguments) -> dict[str, Any]:
     """Build the examples, fine-tune, and measure calibration before and after; return the report."""
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -235,6 +253,7 @@ def main(args: CalibrationArguments) -> dict[str, Any]:
         train_questions=len(train),
         train_examples=len(examples),
         held_out_questions=len(held_out),
+        data_sampling=builder_sampling(args.dataset_path),
         target_mean=float(np.mean([e["target"] for e in examples])) if examples else None,
     )
     if len(teacher) == len(items):

@@ -35,6 +35,7 @@ from ..data.prompts import PROMPT_STYLES, check_prompt_style
 from ..data.store import check_run_settings, field_defaults, write_atomic
 from ..reports.evaluation import compare_runs, plot_run, print_summary, run_markdown
 from ..sampling.benchmark import BenchmarkSampler, sample_benchmark
+from ..sampling.dynamic_temperature import DynamicTemperatureArguments
 from ..sampling.generation import BACKENDS, SamplingSettings, resolve_backend
 from ..sampling.models import check_model_vocabulary
 
@@ -52,11 +53,16 @@ SAMPLING_KEYS = (
     "backend",
     "prompt_style",
     "system_prompt",
+    "dynamic_temperature",
+    "dt_base",
+    "dt_n",
+    "dt_theta",
+    "dt_entropy",
 )
 
 
 @dataclass
-class EvalArguments(VoteArguments):
+class EvalArguments(VoteArguments, DynamicTemperatureArguments):
     """Arguments of ``sasc-ttrl eval``.
 
     Args:
@@ -90,6 +96,8 @@ class EvalArguments(VoteArguments):
         overwrite: Delete the samples of an earlier run in ``output_dir`` instead of resuming it.
         vllm_gpu_memory_utilization: vLLM's ``gpu_memory_utilization``.
         vllm_tensor_parallel_size: vLLM's ``tensor_parallel_size``.
+        dynamic_temperature, dt_base, dt_n, dt_theta, dt_entropy: sample at an entropy-based temperature per token
+            ([`DynamicTemperatureArguments`]; transformers backend).
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Checkpoint to evaluate (path or hub)."})
@@ -150,6 +158,8 @@ class EvalArguments(VoteArguments):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         self.vote_settings  # noqa: B018 - validates the vote fields
+        self.sampling_settings  # noqa: B018 - validates the dynamic-temperature fields
+        resolve_backend(self.backend, self.dynamic_temperature)  # refuses vllm with --dynamic_temperature
         if not self.benchmarks:
             raise ValueError("benchmarks is empty")
         if self.model_name_or_path is None:
@@ -171,7 +181,7 @@ def main(args: EvalArguments) -> dict[str, Any]:
     if args.compare:
         return compare_runs(args.compare, args.output_dir)
     output_dir = Path(args.output_dir)
-    backend = resolve_backend(args.backend)
+    backend = resolve_backend(args.backend, args.dynamic_temperature)
     settings = {
         **{k: v for k, v in asdict(args).items() if k not in ("compare", "overwrite", "run_name")},
         "backend": backend,

@@ -49,7 +49,7 @@ def topk_entropy_from_logits(
     for start in range(0, flat.shape[0], chunk_size):
         # top-k before the float cast and the division: both are monotone, so the selected set is the same.
         top = topk_values(flat[start : start + chunk_size], k).float() / temperature
-        out[start : start + chunk_size] = _entropy_of_logits(top)
+        out[start : start + chunk_size] = entropy_of_logits(top)
     return out.reshape(lead_shape)
 
 
@@ -78,7 +78,8 @@ def topk_values(logits: torch.Tensor, k: int, block: int = 128, rows: int = 32) 
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
-def _entropy_of_logits(top: torch.Tensor) -> torch.Tensor:
+def entropy_of_logits(top: torch.Tensor) -> torch.Tensor:
+    """Entropy of the softmax over the last dimension of ``top`` (already the kept logits, already scaled)."""
     logp = torch.log_softmax(top, dim=-1)
     # exp(-inf) * -inf would be NaN; a -inf logit contributes 0 to the entropy.
     return -(torch.exp(logp) * torch.nan_to_num(logp, neginf=0.0)).sum(dim=-1)
@@ -123,6 +124,6 @@ def _entropies_of_rows(rows: Sequence[Sequence[float]], temperature: float) -> l
     out = [0.0] * len(rows)
     for indices in by_length.values():
         batch = torch.from_numpy(np.array([rows[i] for i in indices], dtype=np.float64)) / temperature
-        for index, value in zip(indices, _entropy_of_logits(batch).tolist()):
+        for index, value in zip(indices, entropy_of_logits(batch).tolist()):
             out[index] = value
     return out

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .entropy import topk_entropy_from_logits, topk_values
+from .entropy import entropy_of_logits, topk_entropy_from_logits, topk_values
 
 
 class EntropyRecorder:
@@ -45,8 +45,14 @@ class EntropyRecorder:
     def num_steps(self) -> int:
         return len(self.steps)
 
-    def per_sequence(self, lengths: Sequence[int]) -> list[list[float]]:
+    def per_sequence(self, lengths: Sequence[int], temperatures: torch.Tensor | None = None) -> list[list[float]]:
         """Split the record into one entropy list per sequence, truncated to each sequence's length.
+
+        Args:
+            lengths: Each sequence's completion length.
+            temperatures: The temperature of every row and step, ``(batch, steps)``, when they were not all the
+                recorder's (dynamic temperature, `sasc_ttrl.sampling.dynamic_temperature`); a 0 marks a greedy step,
+                whose sampled distribution is one token: entropy 0.
 
         Raises:
             RuntimeError: if fewer steps were recorded than the longest sequence needs.
@@ -63,9 +69,21 @@ class EntropyRecorder:
         top = torch.stack(self.steps[: max(lengths)], dim=1)  # (batch, steps, k)
         if top.shape[0] != len(lengths):
             raise RuntimeError(f"recorded entropies for {top.shape[0]} sequences, expected {len(lengths)}")
-        # The values are already the top k: the same entropies as topk_entropy_from_logits on the full logits.
-        table = topk_entropy_from_logits(top, k=self.k, temperature=self.temperature).cpu()
+        if temperatures is None:
+            # The values are already the top k: the same entropies as topk_entropy_from_logits on the full logits.
+            table = topk_entropy_from_logits(top, k=self.k, temperature=self.temperature).cpu()
+        else:
+            table = _entropy_at_temperatures(top.cpu(), temperatures[:, : top.shape[1]])
         return [table[i, :n].tolist() if n > 0 else [] for i, n in enumerate(lengths)]
+
+
+def _entropy_at_temperatures(top: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
+    """Entropy of ``softmax(top / T)`` per ``(row, step)``, 0 where ``T == 0`` (greedy)."""
+    if temperatures.shape != top.shape[:2]:
+        raise RuntimeError(f"got temperatures of shape {tuple(temperatures.shape)} for {tuple(top.shape[:2])} steps")
+    greedy = temperatures == 0
+    scaled = top.float() / torch.where(greedy, torch.ones_like(temperatures), temperatures).float()[..., None]
+    return torch.where(greedy, torch.zeros(()), entropy_of_logits(scaled))
 
 
 def _output_embedding(model: torch.nn.Module) -> torch.nn.Module:

@@ -13,6 +13,11 @@ only, not on which other prompts share the call. On the transformers backend eac
 its own ``torch.Generator`` (a logits processor samples, then hands ``generate`` a one-hot distribution), so an
 interrupted evaluation that resumes with other batches reproduces the same samples.
 
+The transformers backend can also sample at an entropy-based dynamic temperature (``dynamic_temperature``;
+`sasc_ttrl.sampling.dynamic_temperature`): every row and step at its own temperature, and the recorded entropy of a
+token is that of the distribution it was sampled from (its own temperature; 0 for a greedy step). The vLLM backend
+refuses it.
+
 The completion of a sample is its generated tokens up to and including the first end-of-sequence token, without
 padding; it has exactly one entropy per token.
 """
@@ -30,6 +35,7 @@ import torch
 from transformers import LogitsProcessor
 
 from ..core.stability import DEFAULT_TOP_K
+from .dynamic_temperature import DynamicTemperature, DynamicTemperatureProcessor
 from .entropy import topk_entropy_from_logprobs
 from .entropy_capture import capture_topk_entropies
 from .records import SampleRecord, make_record
@@ -52,6 +58,13 @@ class SamplingSettings:
         seed: Base seed; the prompt with key ``q`` samples from ``(seed, q)`` (see [`sample_seed`]).
         entropy_top_k: k of the per-token top-k entropy recorded with each completion.
         batch_size: Prompts per ``generate`` call on the transformers backend (vLLM batches by itself).
+        dynamic_temperature: Sample at an entropy-based temperature per token (`DynamicTemperature`) instead of
+            ``temperature``; transformers backend only.
+        dt_base: ``T0`` of the dynamic temperature; ``None``: ``temperature``.
+        dt_n: ``N`` of the dynamic temperature, in (0, 1).
+        dt_theta: ``theta`` of the dynamic temperature (>= 0).
+        dt_entropy: The entropy the dynamic temperature reads: ``paper`` (Shannon) or ``authors``
+            (Self-Calibration's code).
     """
 
     n: int
@@ -61,6 +74,11 @@ class SamplingSettings:
     seed: int = 0
     entropy_top_k: int = DEFAULT_TOP_K
     batch_size: int = 8
+    dynamic_temperature: bool = False
+    dt_base: float | None = None
+    dt_n: float = 0.8
+    dt_theta: float = 1.0
+    dt_entropy: str = "paper"
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -74,6 +92,15 @@ class SamplingSettings:
                 f"max_tokens, entropy_top_k and batch_size must be >= 1, got {self.max_tokens}, "
                 f"{self.entropy_top_k}, {self.batch_size}"
             )
+        self.dynamic  # noqa: B018 - validates the dynamic-temperature fields
+
+    @property
+    def dynamic(self) -> DynamicTemperature | None:
+        """The dynamic-temperature rule, or ``None`` when sampling at the fixed ``temperature``."""
+        if not self.dynamic_temperature:
+            return None
+        base = self.temperature if self.dt_base is None else self.dt_base
+        return DynamicTemperature(base=base, n=self.dt_n, theta=self.dt_theta, entropy=self.dt_entropy)
 
     @classmethod
     def from_arguments(cls, args: Any, n: int, **overrides: Any) -> SamplingSettings:
@@ -95,12 +122,17 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
     return [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
 
 
-def resolve_backend(backend: str) -> str:
-    """``"auto"`` -> ``"vllm"`` when vLLM is importable and a GPU is present, else ``"transformers"``."""
+def resolve_backend(backend: str, dynamic_temperature: bool = False) -> str:
+    """``"auto"`` -> ``"vllm"`` when vLLM is importable and a GPU is present, else ``"transformers"``; always
+    ``"transformers"`` with ``dynamic_temperature``, which ``"vllm"`` refuses ([`check_vllm_settings`])."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "vllm" and dynamic_temperature:
+        check_vllm_settings(SamplingSettings(n=1, temperature=1.0, dynamic_temperature=True))
     if backend != "auto":
         return backend
+    if dynamic_temperature:
+        return "transformers"
     if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available():
         return "vllm"
     return "transformers"
@@ -122,12 +154,21 @@ class SeededSampler(LogitsProcessor):
     It returns a distribution that puts all mass on the drawn token, so ``generate``'s own sampling step picks it.
     ``generate`` applies its warpers after custom processors, so they are disabled (``temperature=1``, ``top_k=0``,
     ``top_p=1``); any warper a model's ``generation_config`` still adds keeps the single remaining token.
+    With ``dynamic`` (a [`DynamicTemperatureProcessor`]) each row is scaled by its own temperature instead of
+    ``temperature``, then top-p applies.
     """
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
+    def __init__(
+        self,
+        seeds: Sequence[int],
+        temperature: float,
+        top_p: float,
+        dynamic: DynamicTemperatureProcessor | None = None,
+    ):
         self.seeds = list(seeds)
         self.temperature = temperature
         self.top_p = top_p
+        self.dynamic = dynamic
         self.generators: list[torch.Generator] | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
@@ -135,7 +176,10 @@ class SeededSampler(LogitsProcessor):
             self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
         if scores.shape[0] != len(self.generators):
             raise RuntimeError(f"SeededSampler got {scores.shape[0]} rows, expected {len(self.generators)}")
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.dynamic is not None:
+            probs = torch.softmax(self.dynamic(input_ids, scores.float()), dim=-1)
+        else:
+            probs = torch.softmax(scores.float() / self.temperature, dim=-1)
         if self.top_p < 1.0:
             sorted_probs, order = probs.sort(dim=-1, descending=True)
             # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
@@ -159,6 +203,7 @@ def sample_transformers(
     batch_size: int,
     entropy_top_k: int = DEFAULT_TOP_K,
     sample_keys: Sequence[int] | None = None,
+    dynamic: DynamicTemperature | None = None,
 ) -> list[list[SampleRecord]]:
     """Sample ``n`` completions per prompt with transformers ``generate``, recording per-token top-k entropies.
 
@@ -175,6 +220,8 @@ def sample_transformers(
         entropy_top_k: ``k`` of the top-k entropy.
         sample_keys: An integer key per prompt (default: its position). Pass stable keys, such as the question's
             index in its benchmark, so that a prompt's samples do not depend on the call it is part of.
+        dynamic: Sample each token at its own entropy-based temperature ([`DynamicTemperature`]; ``temperature``
+            is then unused); the recorded entropies are those of the distributions sampled.
 
     Returns:
         For each prompt, its ``n`` records (``correct`` left as ``None``).
@@ -199,10 +246,12 @@ def sample_transformers(
         for i, ids in enumerate(batch):  # left padding
             input_ids[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention_mask[i, width - len(ids) :] = 1
+        processor = DynamicTemperatureProcessor(dynamic) if dynamic is not None else None
         sampler = SeededSampler(
             [sample_seed(seed, key, j) for key in keys[start : start + batch_size] for j in range(n)],
             temperature,
             top_p,
+            dynamic=processor,
         )
         with capture_topk_entropies(model, k=entropy_top_k, temperature=temperature) as recorder:
             output = model.generate(
@@ -220,7 +269,9 @@ def sample_transformers(
                 pad_token_id=pad_id,
             )
         completions = [_trim_completion(row.tolist(), stop_ids, pad_id) for row in output[:, width:].cpu()]
-        entropies = recorder.per_sequence([len(c) for c in completions])
+        lengths = [len(c) for c in completions]
+        temperatures = processor.temperatures() if processor is not None else None
+        entropies = recorder.per_sequence(lengths, temperatures=temperatures)
         records = [
             make_record(tokenizer.decode(ids, skip_special_tokens=True), ids, ent)
             for ids, ent in zip(completions, entropies)
@@ -425,5 +476,17 @@ def sample_records(
         sample_keys=sample_keys,
     )
     if backend == "vllm":
+        check_vllm_settings(settings)
         return sample_vllm(model, prompts, **common, tokenizer=tokenizer)
-    return sample_transformers(model, tokenizer, prompts, **common, batch_size=settings.batch_size)
+    return sample_transformers(
+        model, tokenizer, prompts, **common, batch_size=settings.batch_size, dynamic=settings.dynamic
+    )
+
+
+def check_vllm_settings(settings: SamplingSettings) -> None:
+    """Refuse settings the vLLM backend cannot sample with (``--dynamic_temperature``), in one line."""
+    if settings.dynamic_temperature:
+        raise ValueError(
+            "--dynamic_temperature runs on the transformers backend only (vLLM samples at one temperature per "
+            "request); pass --backend transformers"
+        )

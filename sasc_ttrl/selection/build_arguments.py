@@ -11,7 +11,8 @@ from typing import Any
 
 from ..core.vote_arguments import VoteArguments
 from ..data.prompts import PROMPT_STYLES, check_prompt_style
-from ..sampling.generation import BACKENDS, SamplingSettings
+from ..sampling.dynamic_temperature import DynamicTemperatureArguments
+from ..sampling.generation import BACKENDS, SamplingSettings, resolve_backend
 from .adapters.reward_model import VERIFIER_KINDS
 from .base import CALIBRATION_CONFIDENCES, DEEPCONF_MODES, STEP_AGGREGATIONS, SelectionSettings
 from .registry import ALL, SELECTION_METHODS, get_method, resolve_methods
@@ -39,7 +40,7 @@ GUIDED_SEED_OFFSET = 1_000_003
 
 
 @dataclass
-class BuildArguments(VoteArguments):
+class BuildArguments(VoteArguments, DynamicTemperatureArguments):
     """Arguments of ``sasc-ttrl build``.
 
     Args:
@@ -57,6 +58,9 @@ class BuildArguments(VoteArguments):
         lambda_weight: Balance of token-level (``lambda``) and step-level (``1 - lambda``) confidence in methods
             that combine two (``self-certainty``, ``self-eval``), in ``[0, 1]``.
         output_dir: Where the rows and the report go.
+        dynamic_temperature, dt_base, dt_n, dt_theta, dt_entropy: sample the candidates at an entropy-based
+            temperature per token ([`DynamicTemperatureArguments`]; transformers backend), as Self-Calibration
+            builds its data.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Model that samples the candidates."})
@@ -151,6 +155,8 @@ class BuildArguments(VoteArguments):
         if not 0.0 <= self.consensus_threshold <= 1.0:
             raise ValueError(f"consensus_threshold must be in [0, 1], got {self.consensus_threshold}")
         self.selection_settings()  # validates lambda_weight, deepconf and calibration settings
+        self.sampling_settings  # noqa: B018 - validates the dynamic-temperature fields
+        resolve_backend(self.backend, self.dynamic_temperature)  # refuses vllm with --dynamic_temperature
 
     @property
     def sampling_settings(self) -> SamplingSettings:
