@@ -290,6 +290,30 @@ def test_generation_capture_quick(tmp_path):
     assert hook and float(hook.group(1)) > 0
 
 
+def test_dynamic_temperature_quick(tmp_path):
+    _, text = run_benchmark("dynamic_temperature", tmp_path)
+    block = recorded_block(text, "dynamic_temperature")
+    rows = {cells[0]: cells for cells in table_rows(block, r"(batched|one-prompt).*")}
+    assert set(rows) == {"batched, dynamic", "batched, fixed T", "one-prompt loop (authors)"}
+    for cells in rows.values():
+        assert as_number(cells[1]) > 0 and as_number(cells[2]) > 0 and as_number(cells[3]) > 0
+    speedup = re.search(rf"one-prompt loop: \*\*({NUMBER})x\*\* tokens per second", block)
+    assert speedup and float(speedup.group(1)) > 0
+
+
+def test_dynamic_temperature_study_quick(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "dynamic_temperature_study.py"), "--quick",
+               "--output_root", str(tmp_path)]  # fmt: skip
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {cells[0]: cells for cells in table_rows(proc.stdout, r"(T = 0.8|dynamic).*")}
+    assert len(rows) == 2
+    for arm in ("fixed", "dynamic"):
+        config = (tmp_path / arm / "build" / "build_config.json").read_text()
+        assert ('"dynamic_temperature": true' in config) == (arm == "dynamic")
+        assert (tmp_path / arm / "calibrate" / "calibration_report.json").exists()
+
+
 @pytest.mark.slow  # a real 2-process training run (6 steps), about a minute
 def test_long_run_memory_quick(tmp_path):
     _, text = run_benchmark("long_run_memory", tmp_path)
@@ -326,6 +350,7 @@ ALL_BENCHMARKS = [
     "vllm_logprobs",
     "eval_throughput",
     "long_run_memory",
+    "dynamic_temperature",
 ]
 
 
@@ -342,7 +367,7 @@ def test_every_benchmark_records_through_the_load_rule(name):
     assert "record.measure_and_record(" in source and "record_figures(" not in source
     assert "(record.RecordingArguments)" in source
     # The studies write their own summaries (outputs/, README), not BENCHMARKS.md figures.
-    studies = ["label_free_study", "label_free_summary", "training_study", "vote_study"]
+    studies = ["dynamic_temperature_study", "label_free_study", "label_free_summary", "training_study", "vote_study"]
     helpers = ["machine_load", "record"]
     assert sorted(p.stem for p in BENCHMARKS.glob("*.py")) == sorted([*ALL_BENCHMARKS, *helpers, *studies])
 
