@@ -56,9 +56,14 @@ def headline(bench: dict[str, Any]) -> dict[str, float | None]:
 def run_markdown(run: dict[str, Any]) -> str:
     """Markdown report of one run: settings, a headline table, then one table per benchmark with a row per k."""
     s = run["settings"]
+    temperature = f"temperature {s['temperature']}"
+    if s.get("dynamic_temperature"):
+        base = s["temperature"] if s.get("dt_base") is None else s["dt_base"]
+        temperature = (f"the dynamic temperature T = {base} * {s['dt_n']} ** ({s['dt_theta']} / H) "
+                       f"({s['dt_entropy']} entropy)")  # fmt: skip
     parts = [
         f"# Evaluation: {run['run_name']}",
-        f"Model `{run['model_name_or_path']}`; n={s['n']} samples per question at temperature {s['temperature']}, "
+        f"Model `{run['model_name_or_path']}`; n={s['n']} samples per question at {temperature}, "
         f"top_p {s['top_p']}, max_tokens {s['max_tokens']}, seed {s['seed']}, backend {s['backend']}. "
         f"Scores in %. avg@n is the mean accuracy of all samples (TTRL's pass@1); pass@k is the unbiased "
         f"estimator; {run['maj_at_k_definition']} sasc@k uses the stability-aware vote (filter_ratio "

@@ -234,6 +234,8 @@ def test_build_then_calibrate_and_eval_with_the_dynamic_temperature(tiny_model_d
     cli.main(["eval", *common, "--benchmarks", str(data), "--n", "2", "--limit", "2", "--batch_size", "2",
               "--output_dir", str(tmp_path / "eval"), *dynamic])  # fmt: skip
     assert json.loads((tmp_path / "eval" / "eval_config.json").read_text())["dynamic_temperature"] is True
+    report = "".join(f.read_text() for f in (tmp_path / "eval").rglob("*.md"))
+    assert "at the dynamic temperature T = 1.0 * 0.8 ** (1.0 / H) (paper entropy)" in report
     files = sorted((tmp_path / "eval").rglob("*.jsonl"))
     lines = [line for f in files for line in read_samples(f).values()]
     assert len(lines) == 2 and all(len(q["samples"]) == 2 for q in lines)
