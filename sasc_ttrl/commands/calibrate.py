@@ -47,6 +47,7 @@ from ..data.rollouts import QuestionRollouts, read_builder_rollouts
 from ..data.store import check_run_settings, field_defaults, write_atomic
 from ..sampling.dynamic_temperature import DynamicTemperatureArguments
 from ..selection.adapters.judge import Judge
+from ..selection.build_arguments import CONFIG_FILE as BUILD_CONFIG_FILE
 from ..selection.self_eval import ANSWER_QUESTION
 from ..training.sft import TrainSettings, sft_finetune
 
@@ -57,6 +58,9 @@ TOKEN_CONFIDENCE_FIELD = "mean_token_probability"
 CONFIG_FILE = "calibrate_config.json"
 # Settings that change neither the examples, the model nor the measures.
 FREE_KEYS = ("overwrite", "judge_batch_size", "report_to")
+# How the builder sampled the data (read from its build_config.json into the report).
+DATA_SAMPLING_KEYS = ("n_candidates", "temperature", "top_p", "dynamic_temperature", "dt_base", "dt_n", "dt_theta",
+                      "dt_entropy")  # fmt: skip
 
 
 @dataclass
@@ -217,19 +221,15 @@ def split_questions(args: CalibrationArguments) -> tuple[list[QuestionRollouts],
     return questions[:cut], questions[cut:]
 
 
-SAMPLING_KEYS = ("n_candidates", "temperature", "top_p", "dynamic_temperature", "dt_base", "dt_n", "dt_theta",
-                 "dt_entropy")  # fmt: skip
-
-
 def builder_sampling(dataset_path: str) -> dict[str, Any] | None:
     """How the builder output ``dataset_path`` was sampled (temperature or dynamic temperature, ...), read from the
     ``build_config.json`` the builder writes beside it; ``None`` when there is none."""
-    config = Path(dataset_path).parent / "build_config.json"
+    config = Path(dataset_path).parent / BUILD_CONFIG_FILE
     if not config.exists():
         return None
     recorded = json.loads(config.read_text())
     defaults = field_defaults(DynamicTemperatureArguments)  # a build made before these fields sampled without
-    return {k: recorded.get(k, defaults.get(k)) for k in SAMPLING_KEYS}
+    return {k: recorded.get(k, defaults.get(k)) for k in DATA_SAMPLING_KEYS}
 
 
 def main(args: CalibrationArguments) -> dict[str, Any]:

@@ -81,9 +81,9 @@ def next_token_entropy(logits: torch.Tensor, reading: str = "paper") -> torch.Te
 def dynamic_temperatures(logits: torch.Tensor, rule: DynamicTemperature) -> torch.Tensor:
     """Each row's temperature under ``rule`` (float32, shape ``(rows,)``); 0 marks a row decoded greedily
     (``H == 0``, or a temperature below ``GREEDY_BELOW``)."""
-    entropy = next_token_entropy(logits, rule.entropy)
     if rule.theta == 0:
-        return torch.full_like(entropy, rule.base)
+        return torch.full(logits.shape[:-1], rule.base, dtype=torch.float32, device=logits.device)
+    entropy = next_token_entropy(logits, rule.entropy)
     positive = entropy > 0
     exponent = rule.theta / torch.where(positive, entropy, torch.ones_like(entropy))
     temperature = rule.base * torch.pow(torch.tensor(rule.n, dtype=torch.float32), exponent)

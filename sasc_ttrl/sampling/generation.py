@@ -124,11 +124,11 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
 
 def resolve_backend(backend: str, dynamic_temperature: bool = False) -> str:
     """``"auto"`` -> ``"vllm"`` when vLLM is importable and a GPU is present, else ``"transformers"``; always
-    ``"transformers"`` with ``dynamic_temperature``, which ``"vllm"`` refuses ([`check_vllm_settings`])."""
+    ``"transformers"`` with ``dynamic_temperature``, which ``"vllm"`` refuses ([`check_vllm_sampling`])."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "vllm" and dynamic_temperature:
-        check_vllm_settings(SamplingSettings(n=1, temperature=1.0, dynamic_temperature=True))
+    if backend == "vllm":
+        check_vllm_sampling(dynamic_temperature)
     if backend != "auto":
         return backend
     if dynamic_temperature:
@@ -476,16 +476,16 @@ def sample_records(
         sample_keys=sample_keys,
     )
     if backend == "vllm":
-        check_vllm_settings(settings)
+        check_vllm_sampling(settings.dynamic_temperature)
         return sample_vllm(model, prompts, **common, tokenizer=tokenizer)
     return sample_transformers(
         model, tokenizer, prompts, **common, batch_size=settings.batch_size, dynamic=settings.dynamic
     )
 
 
-def check_vllm_settings(settings: SamplingSettings) -> None:
-    """Refuse settings the vLLM backend cannot sample with (``--dynamic_temperature``), in one line."""
-    if settings.dynamic_temperature:
+def check_vllm_sampling(dynamic_temperature: bool) -> None:
+    """Refuse what the vLLM backend cannot sample with (``--dynamic_temperature``), in one line."""
+    if dynamic_temperature:
         raise ValueError(
             "--dynamic_temperature runs on the transformers backend only (vLLM samples at one temperature per "
             "request); pass --backend transformers"
