@@ -47,8 +47,68 @@ def test_sasc_and_ttrl_recipes_differ_only_in_the_vote(model):
         ttrl = root / "ttrl" / sasc.name
         a, b = yaml.safe_load(sasc.read_text()), yaml.safe_load(ttrl.read_text())
         differing = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-        assert differing == {"reward_funcs", "output_dir"}, (sasc.name, differing)
+        assert differing <= {"reward_funcs", "min_label_share", "output_dir"}, (sasc.name, differing)
         assert a["reward_funcs"] == ["sasc"] and b["reward_funcs"] == ["majority"]
+        assert b["min_label_share"] == 0.0  # TTRL trains on every group
+
+
+GPU_RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("Qwen2.5-Math-*/*/*.yaml"))
+# TTRL's scripts (PRIME-RL/TTRL verl/examples/ttrl/aime.sh, amc.sh): DATA_TRAIN_BATCH_SIZE=8 prompts per step,
+# N_VOTES_PER_PROMPT=64, N_SAMPLES_PER_PROMPT=32, MINI_BATCH_SIZE=1 prompt per update (x 32 samples), EPISODE=80 / 30,
+# lr_warmup_steps_ratio=0.03 of the steps; verl's loader drops the last partial batch. No MATH-500 script (10 is ours).
+TTRL_EPISODES = {"aime24": 80, "amc": 30, "math500": 10}
+TTRL_PROMPTS_PER_STEP, TTRL_VOTES, TTRL_SAMPLES, TTRL_MINI_BATCH_PROMPTS = 8, 64, 32, 1
+
+
+def ttrl_schedule(questions: int, episodes: int) -> dict:
+    """TTRL's numbers by its own formula (verl's ray_trainer and dp_actor)."""
+    steps_per_epoch = questions // TTRL_PROMPTS_PER_STEP
+    updates_per_step = TTRL_PROMPTS_PER_STEP * TTRL_SAMPLES // (TTRL_MINI_BATCH_PROMPTS * TTRL_SAMPLES)
+    return {
+        "prompts_per_generation": TTRL_PROMPTS_PER_STEP,
+        "rollouts_voted": TTRL_VOTES,
+        "rollouts_trained": TTRL_SAMPLES,
+        "rollouts_per_update": TTRL_MINI_BATCH_PROMPTS * TTRL_SAMPLES,
+        "updates_per_epoch": steps_per_epoch * updates_per_step,
+        "total_updates": steps_per_epoch * updates_per_step * episodes,
+        "warmup_steps": int(0.03 * steps_per_epoch * episodes),  # in rollout steps: verl steps its schedule per step
+    }
+
+
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=lambda p: str(p.relative_to(p.parents[2])))
+def test_gpu_recipe_runs_ttrls_schedule_on_8_processes(recipe, tmp_path):
+    from sasc_ttrl.data.benchmarks import load_benchmark
+    from sasc_ttrl.training.schedule import rollout_schedule
+
+    args = ["--config", str(recipe), "--output_dir", str(tmp_path), "--bf16", "false", "--use_cpu", "true"]
+    script_args, training_args, _ = make_parser().parse_args_and_config(args=args)
+    questions = len(load_benchmark(script_args.dataset_name))
+    assert questions == {"aime24": 30, "amc": 83, "math500": 500}[script_args.dataset_name]
+    ours = rollout_schedule(training_args, questions, num_processes=8)
+    ttrl = ttrl_schedule(questions, TTRL_EPISODES[script_args.dataset_name])
+    counts = {k: v for k, v in ttrl.items() if k != "warmup_steps"}
+    assert {k: getattr(ours, k) for k in counts} == counts
+    assert ours.updates_per_generation == 8
+    # TRL steps the schedule per update, verl per rollout step: the same warmup to within one step.
+    assert abs(ours.warmup_updates / ours.updates_per_generation - ttrl["warmup_steps"]) <= 1
+    assert training_args.lr_scheduler_type == "cosine" and training_args.beta == 0.001
+    assert training_args.loss_type == "bnpo" and training_args.advantage_group == "trained"
+    expected = {"aime24": (24, 1920), "amc": (80, 2400), "math500": (496, 4960)}[script_args.dataset_name]
+    assert (ours.updates_per_epoch, ours.total_updates) == expected  # the numbers, written out
+
+
+@pytest.mark.parametrize("recipe", GPU_RECIPES, ids=lambda p: str(p.relative_to(p.parents[2])))
+def test_gpu_recipe_wastes_nothing_and_states_the_is_mask(recipe):
+    raw = yaml.safe_load(recipe.read_text())
+    text = recipe.read_text()
+    # Completions: a few printed, not all 512 of up to 3,072 tokens.
+    assert not raw.get("log_completions") or 0 < raw.get("num_completions_to_print", 0) <= 8
+    # Checkpoints: never every epoch; at most one kept.
+    assert raw["save_strategy"] != "epoch" and raw["save_total_limit"] == 1
+    assert raw["save_strategy"] == "no" or 0 < raw["save_steps"] <= 0.25 or raw["save_steps"] >= 100
+    # The importance-sampling choice is written out, with its reason in a comment.
+    assert "vllm_importance_sampling_correction" in raw
+    assert "sequence_mask" in text and "../shared" not in text
 
 
 @pytest.mark.parametrize("recipe", OFFLINE_RECIPES, ids=lambda p: str(p.relative_to(p.parents[2])))

@@ -19,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 ENTROPY_SOURCES = ("generation", "forward")
 TRAIN_SELECTIONS = ("first", "random")
+ADVANTAGE_GROUPS = ("voted", "trained")
 COLLAPSE_ACTIONS = ("warn", "stop")
 
 
@@ -48,6 +49,10 @@ class SASCConfig(GRPOConfig, VoteArguments):
             Which M rollouts of each group are trained on. `"first"`: the first M in sampling order -- rollouts are
             i.i.d., so this is a uniformly random subset, identical on every process; `"random"`: a fresh random
             subset per group and step (seeded by `seed`).
+        advantage_group (`str`, defaults to `"voted"`):
+            With `train_generations`, the rollouts over which GRPO's advantages are normalised: `"voted"`, all N
+            (every reward is known, so the group baseline uses them all), or `"trained"`, the M kept ones (TTRL
+            down-samples before it computes advantages; its recipes use this). Either way the vote uses all N.
         save_merged_model (`bool`, defaults to `False`):
             With a PEFT adapter, also save the merged model to `<output_dir>/merged` (ready for `sasc-ttrl eval`).
         vote_log_path (`str` or `None`):
@@ -92,6 +97,13 @@ class SASCConfig(GRPOConfig, VoteArguments):
     train_selection: str = field(
         default="first",
         metadata={"help": "Which M rollouts are trained on: 'first' (sampling order) or 'random' (seeded)."},
+    )
+    advantage_group: str = field(
+        default="voted",
+        metadata={
+            "help": "With train_generations: normalise the advantages over all N voted rollouts of a group ('voted') "
+            "or over the M trained ones ('trained', as TTRL)."
+        },
     )
     save_merged_model: bool = field(
         default=False,
@@ -202,6 +214,8 @@ class SASCConfig(GRPOConfig, VoteArguments):
             raise ValueError(f"entropy_source must be one of {ENTROPY_SOURCES}, got {self.entropy_source!r}")
         if self.train_selection not in TRAIN_SELECTIONS:
             raise ValueError(f"train_selection must be one of {TRAIN_SELECTIONS}, got {self.train_selection!r}")
+        if self.advantage_group not in ADVANTAGE_GROUPS:
+            raise ValueError(f"advantage_group must be one of {ADVANTAGE_GROUPS}, got {self.advantage_group!r}")
         if self.train_generations is not None:
             n = self.num_generations
             if not 1 <= self.train_generations <= n:

@@ -210,6 +210,7 @@ def _training_rows(facts: CardFacts) -> list[tuple[str, Any]]:
         ("steps trained", f"{facts.global_step} (asked: {length})"),
         ("num_generations", f"{a.num_generations} rollouts per question (the vote's group)"),
         ("train_generations", a.train_generations),
+        ("advantage_group", a.advantage_group if a.train_generations else None),
         (
             "batch",
             f"{a.per_device_train_batch_size} rollouts per device x {a.gradient_accumulation_steps} accumulation "

@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from .collapse import CollapseGuard, NoAnswerGuard
 from .configs import SASCConfig
 from .model_card import CardFacts, build_model_card
 from .rewards import get_reward_funcs, resolve_reward_funcs, rollout_fields_requested
+from .schedule import RolloutSchedule, rollout_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +51,10 @@ class SASCTrainer(GRPOTrainer):
        * ``"forward"``: one extra no-grad forward pass over prompt + completion after generation (its measured
          cost is in BENCHMARKS.md). Used automatically with ``use_transformers_continuous_batching`` and with beam
          search (``num_beams > 1``), where the hook cannot follow one sequence per row.
-    4. Vote on N, train on M (``args.train_generations``): rewards and advantages are computed over all
-       ``num_generations`` rollouts of a group, then only ``train_generations`` of them per group are kept for the
-       loss (``args.train_selection``), and ``num_items_in_batch`` is recomputed over the kept ones.
+    4. Vote on N, train on M (``args.train_generations``): the rewards (the vote) use all ``num_generations``
+       rollouts of a group, the advantages all of them or only the kept ones (``args.advantage_group``); only
+       ``train_generations`` per group are kept for the loss (``args.train_selection``), the old-policy and
+       reference log-probs are computed for those alone, and ``num_items_in_batch`` is recomputed over them.
     5. ``reward_funcs`` may be omitted: they are then built from ``args.reward_funcs`` (``sasc`` / ``majority``)
        with the vote hyper-parameters of ``args``. Registry names and dotted paths given in ``reward_funcs``
        (``["sasc", my_fn]``) are resolved the same way; other strings are left to TRL (reward-model ids).
@@ -117,6 +120,7 @@ class SASCTrainer(GRPOTrainer):
             self.add_callback(NoAnswerGuard(args.no_answer_patience))
         self._captured_entropies: list[list[float]] | None = None
         self._rollout_fields: dict[str, list] | None = None  # this batch's fields, handed to the rewards only
+        self._trained_rows: TrainedRows | None = None  # set while a batch with train_generations < N is scored
         self.card_dataset_name: str | None = None  # named by the model card when create_model_card is given none
         self.entropy_path = self._choose_entropy_path()
         if self.entropy_path == "vllm":
@@ -169,10 +173,18 @@ class SASCTrainer(GRPOTrainer):
     def train(self, *args: Any, **kwargs: Any):
         """GRPOTrainer's ``train``; when the collapse guard stopped it (``collapse_action: stop``), the model is then
         put back to the weights from before the collapse ([`restore_before_collapse`])."""
+        if self.train_dataset is not None and hasattr(self.train_dataset, "__len__"):
+            schedule = self.rollout_schedule()
+            if self.is_world_process_zero():
+                logger.info("SASC-TTRL schedule: %s", schedule.describe())
         output = super().train(*args, **kwargs)
         if self._collapse_guard is not None and self._collapse_guard.stopped:
             self.restore_before_collapse()
         return output
+
+    def rollout_schedule(self) -> RolloutSchedule:
+        """Prompts per generation, optimizer updates and rollouts per update of this run (`rollout_schedule`)."""
+        return rollout_schedule(self.args, len(self.train_dataset), self.accelerator.num_processes)
 
     def restore_before_collapse(self) -> dict[str, Any]:
         """Load the last complete checkpoint whose weights sampled no batch of the guard's streak (or, without one,
@@ -330,21 +342,45 @@ class SASCTrainer(GRPOTrainer):
 
     # -- vote on N, train on M -----------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
-        output = super()._generate_and_score_completions(inputs)
         m = self.args.train_generations
         if m is None or not self.model.training or m == self.num_generations:
-            return output
-        keep = train_indices(
-            len(output["advantages"]), self.num_generations, m, self.args.train_selection, self._selection_generator()
-        )
+            return super()._generate_and_score_completions(inputs)
+        rows = len(inputs)
+        kept = [
+            train_indices(rows, self.num_generations, m, self.args.train_selection, self._selection_generator(rank))
+            for rank in range(self.accelerator.num_processes)
+        ]
+        keep = kept[self.accelerator.process_index]
+        self._trained_rows = TrainedRows(rows, keep, torch.cat([rank * rows + k for rank, k in enumerate(kept)]))
+        try:
+            output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._trained_rows = None
         return select_rows(output, keep, self.accelerator)
 
-    def _selection_generator(self) -> torch.Generator:
+    def _selection_generator(self, rank: int) -> torch.Generator:
         generator = torch.Generator()
-        generator.manual_seed(
-            self.args.seed * 1_000_003 + self.state.global_step * 97 + self.accelerator.process_index
-        )
+        generator.manual_seed(self.args.seed * 1_000_003 + self.state.global_step * 97 + rank)
         return generator
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, **kwargs):
+        """GRPOTrainer's log-prob pass; while a batch is scored with ``train_generations`` < N, over the trained rows
+        only (the old-policy and reference log-probs of the rollouts that only voted are never read: they are NaN)."""
+        rows = self._trained_rows
+        multimodal = any(kwargs.get(k) is not None for k in ("pixel_values", "num_images", "image_grid_thw"))
+        if rows is None or multimodal or input_ids.size(0) != rows.count:
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, **kwargs
+            )
+        keep = rows.local.to(input_ids.device)
+        sliced = {
+            k: v[keep] if isinstance(v, torch.Tensor) and v.dim() > 0 and v.size(0) == rows.count else v
+            for k, v in kwargs.items()
+        }
+        logps, entropies, aux = super()._get_per_token_logps_and_entropies(
+            model, input_ids[keep], attention_mask[keep], logits_to_keep, **sliced
+        )
+        return rows.scatter(logps), rows.scatter(entropies), aux
 
     def _generate(self, prompts: list):
         self._captured_entropies = None
@@ -374,11 +410,21 @@ class SASCTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """TRL's rewards, with this batch's per-rollout fields added to copies of the inputs (never to the caller's
-        rows, which TRL hands to `training_step` again)."""
+        rows, which TRL hands to `training_step` again).
+
+        With ``advantage_group: trained``, the rewards of the rollouts that only voted are then set to NaN, which
+        GRPOTrainer's advantage step leaves out of each group's mean and std (as it does for unscorable rows): the
+        advantages are normalised over the trained rollouts, as TTRL does. The vote itself saw every rollout."""
         fields, self._rollout_fields = self._rollout_fields, None
         if fields:
             inputs = [{**row, **{name: values[i] for name, values in fields.items()}} for i, row in enumerate(inputs)]
-        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        rows = self._trained_rows
+        if rows is not None and self.args.advantage_group == "trained":
+            voted_only = torch.ones(rewards.size(0), dtype=torch.bool, device=rewards.device)
+            voted_only[rows.global_.to(rewards.device)] = False
+            rewards = rewards.masked_fill(voted_only.unsqueeze(1), float("nan"))
+        return rewards
 
 
 class StartWeights(TrainerCallback):
@@ -400,6 +446,29 @@ class StartWeights(TrainerCallback):
         for name, param in model.named_parameters():
             if name in self.weights:
                 param.copy_(self.weights[name].to(param.device))
+
+
+@dataclass(frozen=True)
+class TrainedRows:
+    """The rows of one scored generation batch that are trained on (``train_generations`` < ``num_generations``).
+
+    Attributes:
+        count: Local rows in the batch (whole groups of N).
+        local: Indices of the kept local rows.
+        global_: Indices of the kept rows of every process in the gathered batch (process-major).
+    """
+
+    count: int
+    local: torch.Tensor
+    global_: torch.Tensor
+
+    def scatter(self, values: torch.Tensor | None) -> torch.Tensor | None:
+        """Values of the kept rows placed back at their rows of the full batch; the other rows are NaN."""
+        if values is None:
+            return None
+        full = values.new_full((self.count, *values.shape[1:]), float("nan"))
+        full[self.local.to(values.device)] = values
+        return full
 
 
 def check_dataset_columns(field_names: set[str], *datasets: Any) -> None:

@@ -256,6 +256,74 @@ def test_vote_on_n_train_on_m(tiny_model_dir, tmp_path):
     assert int(trained_on["num_items_in_batch"]) == int(trained_on["completion_mask"].sum())
 
 
+def positional(prompts, completions, **kwargs):
+    """Reward = the rollout's position in its batch (distinct in every group, so each kept subset has its own
+    mean and std)."""
+    return [float(i) for i in range(len(completions))]
+
+
+@pytest.mark.parametrize("advantage_group", ["voted", "trained"])
+def test_train_on_m_advantages_and_log_probs(tiny_model_dir, tmp_path, advantage_group, monkeypatch):
+    """Vote on 6, train on 3 random ones: the advantages are normalised over the group named by advantage_group, and
+    the old-policy and reference log-prob passes see only the 3 trained rollouts per group, each at its own row."""
+    from trl import GRPOTrainer
+
+    rows_seen = []
+    original = GRPOTrainer._get_per_token_logps_and_entropies
+
+    def counting(self, model, input_ids, *args, **kwargs):
+        rows_seen.append((model is self.ref_model, input_ids.size(0)))
+        return original(self, model, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_get_per_token_logps_and_entropies", counting)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    dataset = load_math_dataset(str(write_tiny_dataset(tmp_path / "sums.json", n=4)), tokenizer=tokenizer)
+    # Two micro-batches per generation and one per update: the second is off-policy, so TRL computes old log-probs;
+    # beta > 0 adds the reference model's.
+    args = tiny_config(
+        tmp_path, num_generations=6, per_device_train_batch_size=6, steps_per_generation=2, train_generations=3,
+        train_selection="random", advantage_group=advantage_group, beta=0.1, max_steps=1,
+    )  # fmt: skip
+    trainer = SASCTrainer(
+        model=str(tiny_model_dir), reward_funcs=[positional], args=args, train_dataset=dataset,
+        processing_class=tokenizer,
+    )  # fmt: skip
+    scored = {}
+    original_select = trainer._generate_and_score_completions
+
+    def keep_scored(inputs):
+        output = original_select(inputs)
+        scored["output"] = output
+        return output
+
+    trainer._generate_and_score_completions = keep_scored
+    trainer.train()
+    out = scored["output"]
+    # Scoring passes (the first two calls: policy, then reference) ran on 2 groups x 3 kept rows, not 12.
+    assert rows_seen[:2] == [(False, 6), (True, 6)]
+    rewards = torch.arange(6, dtype=torch.float32)  # every group's rewards, up to a shift
+    full = (rewards - rewards.mean()) / (rewards.std() + 1e-4)
+    for adv in out["advantages"].view(2, 3):
+        if advantage_group == "voted":
+            # Each kept rollout keeps its advantage within all six; three of them are never centred.
+            assert all(torch.isclose(full, a, atol=1e-5).sum() == 1 for a in adv)
+            assert abs(float(adv.mean())) > 0.05  # |sum of 3 positions - 7.5| >= 0.5
+        else:
+            assert abs(float(adv.mean())) < 1e-5  # centred over the three kept
+            assert float(adv.std()) == pytest.approx(1.0, rel=1e-3)  # and scaled by their own std
+    # The reference log-probs of the kept rows are those of the starting model on exactly these rows.
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logits = ref(input_ids=ids, attention_mask=mask).logits[:, :-1] / args.temperature
+    width = out["completion_ids"].size(1)
+    logps = torch.log_softmax(logits[:, -width:], dim=-1).gather(-1, out["completion_ids"].unsqueeze(-1)).squeeze(-1)
+    m = out["completion_mask"].bool()
+    assert not torch.isnan(out["ref_per_token_logps"]).any()
+    assert torch.allclose(out["ref_per_token_logps"][m], logps[m], atol=1e-4)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
