@@ -90,3 +90,71 @@ def entropies_from_topk(
         out.append(flat[start : start + len(positions)])
         start += len(positions)
     return out
+
+
+# vLLM's `--logprobs-mode` values, and the temperature at which each gives the top-k entropy of `logits / T`.
+# The top-k entropy is a softmax over the k returned values, which does not change when a row is shifted: raw
+# logits and raw logprobs give the same entropy, as do processed logits and processed logprobs.
+LOGPROBS_MODES = ("raw_logprobs", "raw_logits", "processed_logprobs", "processed_logits")
+
+
+def server_entropy_temperature(server_info: Mapping[str, Any], temperature: float, k: int) -> float:
+    """The temperature at which a vLLM server's returned logprobs give the entropies of ``logits / temperature``.
+
+    Args:
+        server_info: The server's configuration (TRL's `VLLMClient.get_server_info`).
+        temperature: The sampling temperature.
+        k: Logprobs asked for per token (``entropy_top_k``).
+
+    Returns:
+        1.0 for processed logprobs or logits (the temperature is already applied), ``temperature`` for raw ones.
+
+    Raises:
+        ValueError: naming the server's setting, when it returns fewer than ``k`` logprobs per token or reports no
+            logprobs mode this function knows.
+    """
+    model_config = server_info.get("model_config", {})
+    mode = model_config.get("logprobs_mode")
+    if mode not in LOGPROBS_MODES:
+        raise ValueError(
+            f"the vLLM server reports logprobs_mode {mode!r}: start it with `trl vllm-serve` (or `vllm serve "
+            "--logprobs-mode processed_logprobs`) so that the entropies can be read from its logprobs"
+        )
+    max_logprobs = model_config.get("max_logprobs")
+    if max_logprobs is not None and 0 <= int(max_logprobs) < k:
+        raise ValueError(
+            f"the vLLM server returns at most {max_logprobs} logprobs per token (max_logprobs) but entropy_top_k is "
+            f"{k}: restart it with --max-logprobs {k} or more (`trl vllm-serve` sets -1, no limit)"
+        )
+    return 1.0 if mode.startswith("processed") else temperature
+
+
+def compact_topk_output(output: dict[str, Any], k: int, temperature: float) -> dict[str, Any]:
+    """A vLLM server's generation output with each token's top-k logprobs reduced to two numbers.
+
+    In server mode TRL's main process broadcasts every rollout's logprobs to every rank as Python objects; with
+    ``logprobs=k`` that is k or k+1 logprobs and ids per token. Reduced first, each token carries
+    ``[sampled-token logprob, top-k entropy]`` and its own id: what `SASCTrainer` reads (`split_compact_topk`).
+
+    Args:
+        output: ``VLLMClient.generate``'s dict (``completion_ids``, ``logprobs``, ``logprob_token_ids``).
+        k: Entries per token the entropy uses.
+        temperature: From [`server_entropy_temperature`].
+    """
+    entropies = entropies_from_topk(output["logprobs"], k=k, temperature=temperature)
+    sampled = sampled_token_logprobs(output["logprobs"], output["logprob_token_ids"], output["completion_ids"])
+    compact = dict(output)
+    compact["logprobs"] = [
+        [[lp, h] for lp, h in zip(lps, hs, strict=True)] for lps, hs in zip(sampled, entropies, strict=True)
+    ]
+    compact["logprob_token_ids"] = [[[token] for token in tokens] for tokens in output["completion_ids"]]
+    return compact
+
+
+def split_compact_topk(
+    compact_logprobs: Sequence[Sequence[Sequence[float]]],
+) -> tuple[list[list[float]], list[list[float]]]:
+    """The sampled-token logprobs and the entropies of [`compact_topk_output`]'s ``logprobs``, per completion."""
+    sampled = [[float(pair[0]) for pair in row] for row in compact_logprobs]
+    entropies = [[float(pair[1]) for pair in row] for row in compact_logprobs]
+    return sampled, entropies

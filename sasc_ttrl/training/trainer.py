@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate.utils import broadcast_object_list
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 from trl.extras.profiling import profiling_context
 
 from ..sampling.entropy_capture import capture_topk_entropies, forward_topk_entropies
-from ..sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, sasc_sampling_overrides
+from ..sampling.vllm_topk import (
+    compact_topk_output,
+    entropies_from_topk,
+    sampled_token_logprobs,
+    sasc_sampling_overrides,
+    server_entropy_temperature,
+    split_compact_topk,
+)
 from .checks import complete_checkpoints
 from .collapse import CollapseGuard, NoAnswerGuard
 from .configs import SASCConfig
@@ -92,7 +100,8 @@ class SASCTrainer(GRPOTrainer):
         self._rollout_field_names = rollout_fields_requested(reward_funcs)
         self._wants_entropies = "token_entropies" in self._rollout_field_names
         check_dataset_columns(self._rollout_field_names, kwargs.get("train_dataset"), kwargs.get("eval_dataset"))
-        if self._wants_entropies and args.use_vllm and args.entropy_top_k > VLLM_MAX_LOGPROBS:
+        colocated = args.use_vllm and args.vllm_mode == "colocate"
+        if self._wants_entropies and colocated and args.entropy_top_k > VLLM_MAX_LOGPROBS:
             raise ValueError(
                 f"entropy_top_k={args.entropy_top_k} exceeds vLLM's default max_logprobs ({VLLM_MAX_LOGPROBS})"
             )
@@ -131,6 +140,8 @@ class SASCTrainer(GRPOTrainer):
                 self.vllm_generation.generation_kwargs = sasc_sampling_overrides(
                     self.vllm_generation.generation_kwargs
                 )
+            else:
+                self._reduce_server_logprobs()
             truncating = {
                 "top_p": args.top_p != 1.0,
                 "top_k": args.top_k not in (None, 0, -1),
@@ -144,6 +155,30 @@ class SASCTrainer(GRPOTrainer):
                     "transformers path",
                     ", ".join(k for k, v in truncating.items() if v),
                 )
+
+    def _reduce_server_logprobs(self) -> None:
+        """Server mode: the main process reads the server's logprobs mode (which sets the entropies' temperature) and
+        reduces each token's top-k logprobs to its sampled logprob and entropy before TRL broadcasts every rollout to
+        every rank ([`compact_topk_output`]). A server whose logprobs cannot give the entropies is refused on every
+        rank with the same one-line error."""
+        message = None
+        if self.accelerator.is_main_process:
+            client = self.vllm_generation.vllm_client
+            k = self.args.entropy_top_k
+            try:
+                temperature = server_entropy_temperature(client.get_server_info(), self.args.temperature, k)
+            except ValueError as error:
+                message = str(error)
+            else:
+                generate = client.generate
+
+                def generate_compact(*args: Any, **kwargs: Any) -> dict[str, Any]:
+                    return compact_topk_output(generate(*args, **kwargs), k, temperature)
+
+                client.generate = generate_compact
+        (message,) = broadcast_object_list([message], from_process=0)
+        if message:
+            raise ValueError(message)
 
     def _choose_entropy_path(self) -> str:
         """How this run obtains the entropies: ``none`` (no reward asks for them), ``vllm``, ``hook`` or ``forward``.
@@ -304,8 +339,9 @@ class SASCTrainer(GRPOTrainer):
 
         TRL's own branch takes ``lp[0]`` per token, which is the sampled token's logprob only when vLLM was asked
         for ``logprobs=0``; with top-k logprobs the lists are sorted by rank, so the sampled token is found through
-        ``logprob_token_ids`` and returned for the importance-sampling correction. TRL's vLLM engine returns
-        *processed* logprobs (temperature already applied), so the entropies use temperature 1.
+        ``logprob_token_ids`` and returned for the importance-sampling correction. TRL's colocated engine returns
+        *processed* logprobs (temperature already applied), so the entropies use temperature 1; in server mode the
+        main process already reduced them at the temperature the server's logprobs mode needs.
         """
         if self.state.global_step != self._last_loaded_step:
             with profiling_context(self, "sync_weights"):
@@ -317,6 +353,9 @@ class SASCTrainer(GRPOTrainer):
             num_generations=num_generations,
             profiler=profiling_context(self, "vLLM.generate"),
         )
+        if self.vllm_mode == "server":  # reduced on the main process before the broadcast (_reduce_server_logprobs)
+            sampled, self._captured_entropies = split_compact_topk(topk_logprobs)
+            return completion_ids, sampled
         self._captured_entropies = entropies_from_topk(topk_logprobs, k=self.args.entropy_top_k, temperature=1.0)
         return completion_ids, sampled_token_logprobs(topk_logprobs, topk_token_ids, completion_ids)
 

@@ -38,7 +38,7 @@ from sasc_ttrl.data.prompts import render_prompt
 from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
 from sasc_ttrl.sampling.generation import encode_prompts
 from sasc_ttrl.sampling.models import load_transformers_model
-from sasc_ttrl.sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs
+from sasc_ttrl.sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, server_entropy_temperature
 from tests.vllm_marks import VLLM_MARKS
 
 pytestmark = VLLM_MARKS
@@ -118,8 +118,11 @@ def vllm_run(request, tiny_model_dir, hf):
         "topk_token_ids": topk_token_ids,
         "completion_ids": completion_ids,
         "prompt_ids": flat_prompt_ids,
-        # Processed logprobs are log_softmax(logits / T) already; raw ones are log_softmax(logits).
-        "entropy_temperature": 1.0 if mode == "processed_logprobs" else TEMPERATURE,
+        # Processed logprobs are log_softmax(logits / T) already; raw ones are log_softmax(logits). The trainer's
+        # server mode reads the same from the server's configuration.
+        "entropy_temperature": server_entropy_temperature(
+            {"model_config": {"logprobs_mode": mode, "max_logprobs": TOP_K}}, TEMPERATURE, TOP_K
+        ),
         "logprob_temperature": TEMPERATURE if mode == "processed_logprobs" else 1.0,
     }
     yield run

@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from sasc_ttrl.sampling.entropy import topk_entropy_from_logits
-from sasc_ttrl.sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, sasc_sampling_overrides
+from sasc_ttrl.sampling.vllm_topk import (
+    compact_topk_output,
+    entropies_from_topk,
+    sampled_token_logprobs,
+    sasc_sampling_overrides,
+    server_entropy_temperature,
+    split_compact_topk,
+)
 
 
 def _position(logits: torch.Tensor, k: int, sampled: int, temperature: float = 1.0):
@@ -178,3 +185,69 @@ def test_sasc_sampling_overrides():
     assert sasc_sampling_overrides({"detokenize": True}) == {"detokenize": True}
     assert sasc_sampling_overrides({"stop": ["\n\n"]}) == {"stop": ["\n\n"]}
     assert sasc_sampling_overrides({"stop": []}) == {"stop": [], "detokenize": False}
+
+
+def _server_output(temperature: float, mode: str, seed: int = 3):
+    """What `VLLMClient.generate` returns for 2 completions of 5 and 3 tokens, with logprobs=20 in ``mode``."""
+    gen = torch.Generator().manual_seed(seed)
+    logits = [torch.randn(n, 60, generator=gen) * 3 for n in (5, 3)]
+    output = {"prompt_ids": [[1, 2]], "completion_ids": [], "logprobs": [], "logprob_token_ids": []}
+    for rows in logits:
+        tokens, lps, ids = [], [], []
+        for row in rows:
+            sampled = int(torch.multinomial(torch.softmax(row / temperature, -1), 1, generator=gen))
+            scaled = row / temperature if mode.startswith("processed") else row
+            values = torch.log_softmax(scaled.double(), -1) if mode.endswith("logprobs") else scaled.double()
+            top = torch.topk(values, 20)
+            v, i = top.values.tolist(), top.indices.tolist()
+            if sampled not in i:
+                v.append(values[sampled].item())
+                i.append(sampled)
+            tokens.append(sampled)
+            lps.append(v)
+            ids.append(i)
+        output["completion_ids"].append(tokens)
+        output["logprobs"].append(lps)
+        output["logprob_token_ids"].append(ids)
+    expected = [topk_entropy_from_logits(rows, k=20, temperature=temperature).tolist() for rows in logits]
+    return output, expected
+
+
+@pytest.mark.parametrize("mode", ["raw_logprobs", "raw_logits", "processed_logprobs", "processed_logits"])
+def test_server_logprobs_mode_sets_the_entropy_temperature(mode):
+    """Whatever the server's --logprobs-mode, the compacted entropies are those of logits / T over the top 20, and
+    the sampled logprob is the one TRL's importance sampling reads from that server."""
+    temperature = 0.6
+    output, expected = _server_output(temperature, mode)
+    info = {"model_config": {"logprobs_mode": mode, "max_logprobs": -1}}
+    t = server_entropy_temperature(info, temperature, k=20)
+    assert t == (1.0 if mode.startswith("processed") else temperature)
+    sampled, entropies = split_compact_topk(compact_topk_output(output, k=20, temperature=t)["logprobs"])
+    for got, want in zip(entropies, expected, strict=True):
+        assert got == pytest.approx(want, abs=1e-6)
+    assert sampled == sampled_token_logprobs(output["logprobs"], output["logprob_token_ids"], output["completion_ids"])
+
+
+def test_compact_output_is_what_the_ranks_need_and_much_smaller():
+    import pickle
+
+    output, _ = _server_output(1.0, "processed_logprobs")
+    compact = compact_topk_output(output, k=20, temperature=1.0)
+    assert compact["completion_ids"] == output["completion_ids"]
+    assert all(len(token) == 2 for row in compact["logprobs"] for token in row)
+    assert compact["logprob_token_ids"] == [[[t] for t in row] for row in output["completion_ids"]]
+    assert len(pickle.dumps(compact)) * 5 < len(pickle.dumps(output))
+    assert output["logprobs"][0][0] != compact["logprobs"][0][0]  # the input is not modified
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"logprobs_mode": "raw_logprobs", "max_logprobs": 5}, "at most 5 logprobs.*--max-logprobs 20"),
+        ({"max_logprobs": -1}, "logprobs_mode None.*trl vllm-serve"),
+        ({"logprobs_mode": "weird"}, "logprobs_mode 'weird'"),
+    ],
+)
+def test_server_that_cannot_give_the_entropies_is_refused(config, message):
+    with pytest.raises(ValueError, match=message):
+        server_entropy_temperature({"model_config": config}, 0.7, k=20)

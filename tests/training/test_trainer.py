@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from sasc_ttrl.data.training_data import load_math_dataset
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
+from sasc_ttrl.sampling.vllm_topk import sampled_token_logprobs
 from sasc_ttrl.training.configs import SASCConfig
 from sasc_ttrl.training.rewards import get_reward_funcs
 from sasc_ttrl.training.trainer import SASCTrainer
@@ -338,3 +339,47 @@ def test_train_generations_validation(tmp_path, overrides, message):
     else:
         with pytest.raises(ValueError, match=message):
             tiny_config(tmp_path, **overrides)
+
+
+def test_server_mode_reduces_logprobs_before_the_broadcast(tiny_model_dir, tmp_path):
+    """The server-mode wiring without a server: the main process reads the server's logprobs mode, its client
+    returns each token reduced to [sampled logprob, entropy], and the trainer reads entropies and logprobs from that;
+    a server that cannot give the entropies is refused in one line."""
+    from types import SimpleNamespace
+
+    from tests.sampling.test_vllm_topk import _server_output
+
+    output, expected = _server_output(0.7, "raw_logprobs")
+
+    class FakeClient:
+        def __init__(self, mode):
+            self.mode = mode
+
+        def get_server_info(self):
+            return {"model_config": {"logprobs_mode": self.mode, "max_logprobs": -1}}
+
+        def generate(self, **kwargs):
+            return output
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    dataset = load_math_dataset(str(write_tiny_dataset(tmp_path / "sums.json", n=2)), tokenizer=tokenizer)
+    trainer = SASCTrainer(
+        model=str(tiny_model_dir), reward_funcs=["sasc"], args=tiny_config(tmp_path, temperature=0.7),
+        train_dataset=dataset, processing_class=tokenizer,
+    )  # fmt: skip
+    client = FakeClient("raw_logprobs")
+    trainer.vllm_generation = SimpleNamespace(vllm_client=client, sync_weights=lambda: None)
+    trainer._reduce_server_logprobs()
+    compact = client.generate(prompts=[[1, 2]])
+    trainer.vllm_generation.generate = lambda **kw: (
+        None, compact["completion_ids"], compact["logprobs"], compact["logprob_token_ids"]
+    )  # fmt: skip
+    trainer.vllm_mode, trainer._last_loaded_step = "server", 0
+    completion_ids, sampled = trainer._generate_vllm_topk([[1, 2]], None, 2)
+    assert completion_ids == output["completion_ids"]
+    assert sampled == sampled_token_logprobs(output["logprobs"], output["logprob_token_ids"], completion_ids)
+    for got, want in zip(trainer._captured_entropies, expected, strict=True):
+        assert got == pytest.approx(want, abs=1e-6)  # raw logprobs: the entropy took the sampling temperature
+    trainer.vllm_generation = SimpleNamespace(vllm_client=FakeClient("unknown"))
+    with pytest.raises(ValueError, match="logprobs_mode 'unknown'"):
+        trainer._reduce_server_logprobs()
