@@ -23,9 +23,11 @@ install_requires = [
 extras = {
     "deepspeed": ["deepspeed==0.19.8"],
     "wandb": ["wandb"],  # `report_to: [wandb]`
-    # TRL 1.16 supports vLLM 0.22-0.31; with this project's transformers pin pip resolves it to vLLM 0.30 (GPU
-    # machines). The CPU tests use vLLM's CPU build in a separate environment (scripts/setup_vllm_env.sh).
-    "vllm": ["vllm>=0.22,<0.32"],
+    # One vLLM release, so that pip installs it or fails instead of picking an untried pair: TRL 1.16 supports
+    # vLLM 0.22-0.31; 0.31 caps transformers below 5.18, and 0.30's metadata (transformers>=5.10.4, torch==2.13.0)
+    # resolves with this project's pins (requirements/gpu.txt). The CPU tests use vLLM's CPU build in a separate
+    # environment (scripts/setup_vllm_env.sh).
+    "vllm": ["vllm==0.30.0"],
     "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "gguf>=0.10", "import-linter>=2.1"],
 }
 

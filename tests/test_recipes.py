@@ -144,3 +144,31 @@ def test_gpu_recipe_gets_past_its_data_from_a_bare_folder(model, tmp_path):
     assert error.startswith("sasc-ttrl train: error:") and f"Qwen/{model}" in error, error
     assert "math500" not in error and "tensorboard" not in error
     assert not (tmp_path / "out").exists()
+
+
+def test_gpu_requirements_agree_with_setup_and_satisfy_every_pin():
+    """requirements/gpu.in is setup.py's install_requires plus the deepspeed and vllm extras, and the resolved
+    requirements/gpu.txt satisfies each of those pins (one vLLM release, TRL's range, the project's transformers)."""
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[1]
+    wanted = [Requirement(line) for line in (root / "requirements" / "gpu.in").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]  # fmt: skip
+    import ast
+
+    values = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in ast.parse(SETUP).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) in ("install_requires", "extras")
+    }
+    specs = values["install_requires"] + values["extras"]["deepspeed"] + values["extras"]["vllm"]
+    declared = {Requirement(spec).name: str(Requirement(spec).specifier) for spec in specs}
+    assert {r.name: str(r.specifier) for r in wanted} == declared
+    locked = {}
+    for line in (root / "requirements" / "gpu.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split(";")[0].strip().split("==")
+            locked[name.lower()] = version
+    for requirement in wanted:
+        assert requirement.specifier.contains(locked[requirement.name.lower()]), requirement
+    assert locked["vllm"] == "0.30.0" and "vllm==0.30.0" in SETUP
