@@ -276,6 +276,23 @@ def test_entropy_memory_quick(tmp_path):
         assert all(as_number(r[6]) > 0 for r in (topk, same, trl))
 
 
+def test_step_memory_quick(tmp_path):
+    _, text = run_benchmark("step_memory", tmp_path)
+    block = recorded_block(text, "step_memory")
+    peaks = {cells[0]: as_number(cells[1]) for cells in table_rows(block, r"[AB]: .*")}
+    assert set(peaks) == {"A: GRPOTrainer + plain majority", "B: SASCTrainer + sasc"}
+    assert all(value > 0.1 for value in peaks.values())  # GiB: at least the interpreter, torch and the model
+    ratio = float(re.search(r"B / A = ([\d.]+)", block).group(1))
+    assert ratio == pytest.approx(peaks["B: SASCTrainer + sasc"] / peaks["A: GRPOTrainer + plain majority"], rel=0.02)
+    phases = table_rows(block, r"(model loaded|generation|rewards|loss forward|backward|optimizer step|end of run)")
+    assert [cells[0] for cells in phases][:2] == ["model loaded", "generation"] and len(phases) == 7
+    for cells in phases:  # a process's peak never falls from one phase to the next
+        assert cells[1] != "-" and cells[2] != "-"
+    for column in (1, 2):
+        values = [as_number(cells[column]) for cells in phases]
+        assert values == sorted(values)
+
+
 def test_generation_capture_quick(tmp_path):
     _, text = run_benchmark("generation_capture", tmp_path)
     block = recorded_block(text, "generation_capture")
@@ -351,6 +368,7 @@ ALL_BENCHMARKS = [
     "eval_throughput",
     "long_run_memory",
     "dynamic_temperature",
+    "step_memory",
 ]
 
 
