@@ -9,9 +9,11 @@ log-prob and loss forward, backward, optimizer), so the phase where the peak ros
 * **A**: `trl.GRPOTrainer` with a plain majority-vote reward;
 * **B**: `SASCTrainer` with the `sasc` reward (entropy capture, vote) -- what `sasc-ttrl demo` trains.
 
-Command (writes its figures to BENCHMARKS.md)::
+Command (writes its figures to BENCHMARKS.md, one block per setting)::
 
     python benchmarks/step_memory.py            # --quick: the tiny model, seconds
+    python benchmarks/step_memory.py --micro_batches 2 --repeats 1    # TRL settings that lower the peak
+    python benchmarks/step_memory.py --gradient_checkpointing --repeats 1
 
 Target: B / A <= 1.05.
 """
@@ -39,6 +41,13 @@ class StepMemoryArguments(record.RecordingArguments):
 
     repeats: int = field(default=2, metadata={"help": "Processes per variant (A B A B ...); the median is reported."})
     steps: int = field(default=2, metadata={"help": "GRPO steps per process."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in the backward (TRL's own setting)."}
+    )
+    micro_batches: int = field(
+        default=1,
+        metadata={"help": "Split the 12 rollouts into this many micro-batches (steps_per_generation = accumulation)."},
+    )
     quick: bool = field(default=False, metadata={"help": "The tiny model, 1 step, 1 repeat (the smoke test)."})
     child: str | None = field(default=None, metadata={"help": "Internal: run one variant (A or B) and print JSON."})
 
@@ -46,6 +55,13 @@ class StepMemoryArguments(record.RecordingArguments):
         super().__post_init__()
         if self.quick:
             self.repeats, self.steps = 1, 1
+        if self.micro_batches not in (1, 2, 3, 4, 6, 12):
+            raise ValueError(f"micro_batches must divide the 12 rollouts of a step, got {self.micro_batches}")
+
+    @property
+    def setting(self) -> str:
+        """The memory-relevant settings, as they name the figures' block."""
+        return f"gradient_checkpointing {self.gradient_checkpointing}, {self.micro_batches} micro-batch(es)"
 
 
 def vm_kib(key: str) -> int:
@@ -56,7 +72,7 @@ def vm_kib(key: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {key}")
 
 
-def run_child(variant: str, quick: bool, steps: int) -> dict:
+def run_child(variant: str, args: StepMemoryArguments) -> dict:
     """Build one variant's trainer, train ``steps`` steps and return the peak after each phase of the first step."""
     import torch
     from peft import LoraConfig
@@ -75,15 +91,17 @@ def run_child(variant: str, quick: bool, steps: int) -> dict:
         if phase not in peaks:
             peaks[phase] = vm_kib("VmHWM")
 
-    model_dir = record.tiny_model_dir() if quick else record.smollm2_dir()
+    model_dir = record.tiny_model_dir() if args.quick else record.smollm2_dir()
     out = Path(tempfile.mkdtemp(prefix="step_memory_"))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     data = write_tiny_dataset(out / "sums.json", n=8, seed=0)
     dataset = load_math_dataset(str(data), tokenizer=tokenizer, prompt_style="word_problem_one_shot")
     config = dict(
-        output_dir=str(out / "run"), num_generations=6, per_device_train_batch_size=12, max_completion_length=26,
-        temperature=1.0, top_k=0, beta=0.0, loss_type="dapo", learning_rate=5e-4, max_steps=steps, seed=0,
-        use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none", save_strategy="no",
+        output_dir=str(out / "run"), num_generations=6, per_device_train_batch_size=12 // args.micro_batches,
+        steps_per_generation=args.micro_batches, gradient_accumulation_steps=args.micro_batches,
+        max_completion_length=26, temperature=1.0, top_k=0, beta=0.0, loss_type="dapo", learning_rate=5e-4,
+        max_steps=args.steps, seed=0, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        gradient_checkpointing=args.gradient_checkpointing,
         logging_steps=1, disable_tqdm=True, log_completions=False,
     )  # fmt: skip
     peft = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
@@ -145,6 +163,8 @@ def measure(args: StepMemoryArguments) -> dict:
     for _ in range(args.repeats):
         for variant in ("A", "B"):
             cmd = [sys.executable, __file__, "--child", variant, "--steps", str(args.steps)]
+            cmd += ["--micro_batches", str(args.micro_batches)]
+            cmd += ["--gradient_checkpointing"] if args.gradient_checkpointing else []
             cmd += ["--quick"] if args.quick else []
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
@@ -167,7 +187,8 @@ def report(args: StepMemoryArguments, runs: dict) -> str:
     verdict = "meets" if ratio <= TARGET_RATIO else "misses"
     lines = [
         f"Model: `{Path(runs['A'][0]['model']).name}`, LoRA r 16, 2 prompts x 6 rollouts, 26 tokens, "
-        f"{args.steps} step(s) per process, {args.repeats} process(es) per variant (A B A B ...).",
+        f"{args.steps} step(s) per process, {args.repeats} process(es) per variant (A B A B ...); "
+        f"{args.setting}.",
         "",
         record.markdown_table(
             ["variant", "peak RSS (VmHWM), GiB"], [[VARIANTS[v], f"{peak[v]:.2f}"] for v in ("A", "B")]
@@ -184,9 +205,13 @@ def report(args: StepMemoryArguments, runs: dict) -> str:
 
 def main(args: StepMemoryArguments) -> None:
     if args.child:
-        print(json.dumps(run_child(args.child, args.quick, args.steps)))
+        print(json.dumps(run_child(args.child, args)))
         return
-    record.measure_and_record(args, "step_memory", "Peak memory of a GRPO step", lambda: report(args, measure(args)))
+    name = "step_memory"
+    if args.gradient_checkpointing or args.micro_batches > 1:
+        name += f"_gc{int(args.gradient_checkpointing)}_mb{args.micro_batches}"
+    title = "Peak memory of a GRPO step" + ("" if name == "step_memory" else f" ({args.setting})")
+    record.measure_and_record(args, name, title, lambda: report(args, measure(args)))
 
 
 if __name__ == "__main__":
