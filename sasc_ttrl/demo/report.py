@@ -60,27 +60,29 @@ def curve(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[floa
 
 def plot_training_curves(training: dict[str, dict[str, Any]], path: str | os.PathLike) -> Path:
     """PNG with four panels against the training step: reward, label accuracy, kept fraction and how often the
-    SASC pseudo-label differs from the plain majority, one line per run (the majority run has no gate and no
-    disagreement with itself, so it appears only where it logs the metric)."""
+    SASC pseudo-label differs from the plain majority, one line per run in the same colour in every panel, one
+    legend below the panels (the majority run has no disagreement with itself, so it is not drawn there)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.8), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    legend: dict[str, Any] = {}
     for ax, (title, template) in zip(axes[0], CURVES):
-        for name, run in training.items():
+        for i, (name, run) in enumerate(training.items()):
             vote = run.get("reward", name)  # the metrics' prefix: the reward the run trained with
             steps, values = curve(run["log_history"], template.format(vote=vote))
             if steps and not (vote == "majority" and "differs" in template):
-                ax.plot(steps, values, "o-", markersize=3, label=LABELS.get(name, name))
+                label = LABELS.get(name, name)
+                legend[label] = ax.plot(steps, values, "o-", markersize=3, color=colours[i % len(colours)])[0]
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=max(len(legend), 1), frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path = Path(path)
     save_figure_atomic(fig, path, dpi=100)
     plt.close(fig)
@@ -88,8 +90,8 @@ def plot_training_curves(training: dict[str, dict[str, Any]], path: str | os.Pat
 
 
 def plot_pass_at_k(evaluations: dict[str, dict[str, Any]], path: str | os.PathLike, labels: dict[str, str]) -> Path:
-    """pass@k (solid) and maj@k (dashed) against k, one panel for the trained-on and one for the held-out
-    questions, one colour per model (the evaluator's comparison plot)."""
+    """pass@k, maj@k and sasc@k against k, a row for the trained-on and one for the held-out questions, a column
+    per metric, one colour per model (the evaluator's comparison plot)."""
     runs = [{"benchmarks": splits} for splits in evaluations.values()]
     return plot_compare(runs, [labels.get(run, run) for run in evaluations], path)
 

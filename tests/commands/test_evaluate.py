@@ -293,6 +293,12 @@ def test_plots_never_go_below_zero_and_compare_shows_sasc(monkeypatch, tmp_path)
     evaluation.plot_compare([{"benchmarks": {"b": bench}}] * 2, ["x", "y"], tmp_path / "compare.png")
     fig = figures[0][0]
     assert [p.suffix for _, p in figures] == [".png", ".pdf"]
-    assert fig.axes[0].get_ylim()[0] == 0.0
-    labels = fig.axes[0].get_legend_handles_labels()[1]
-    assert {"x sasc@k", "y sasc@k", "x maj@k", "y pass@k"} <= set(labels)
+    assert all(ax.get_ylim()[0] == 0.0 for ax in fig.axes)
+    # A column per metric, a colour per run, and one legend, below every panel rather than over the curves.
+    assert [ax.get_title() for ax in fig.axes] == ["b: pass@k", "b: maj@k", "b: sasc@k"]
+    assert all(ax.get_legend_handles_labels()[1] == ["x", "y"] for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["x", "y"]
+    fig.canvas.draw()
+    legend_top = legend.get_window_extent().y1
+    assert all(legend_top <= ax.get_window_extent().y0 for ax in fig.axes)

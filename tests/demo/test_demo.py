@@ -170,3 +170,18 @@ def test_demo_resumes_finished_phases_keeps_models_and_refuses_other_settings(ti
     assert again["evaluations"]["base"] == first["evaluations"]["base"]
     with pytest.raises(ConfigError, match="max_steps"):
         demo_run.main(*demo_run.make_parser().parse_args_and_config([*flags[:-1], "2", "--max_steps", "2"]))
+
+
+def test_smollm2_without_gguf_says_which_extra(tmp_path, monkeypatch):
+    """gguf is the `demo` extra: without it, preparing SmolLM2 fails with one line naming it, before any download."""
+    import importlib.util
+
+    from sasc_ttrl.core.errors import ConfigError
+    from sasc_ttrl.demo import smollm2
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    monkeypatch.setattr(smollm2, "download_gguf", lambda *a: pytest.fail("downloaded without gguf"))
+    with pytest.raises(ConfigError, match=r"gguf.*sasc-ttrl\[demo\]"):
+        smollm2.prepare_smollm2(tmp_path / "smollm2")
+    assert not (tmp_path / "smollm2").exists()
