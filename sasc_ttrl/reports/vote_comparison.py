@@ -6,8 +6,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..core.vote_comparison import MAJORITY
 from ..data.store import save_figure_atomic
 
@@ -50,27 +48,46 @@ def report_markdown(report: dict[str, Any]) -> str:
 
 
 def plot_report(report: dict[str, Any], path: Path) -> None:
-    """Accuracy against k for every variant, with the bootstrap intervals as error bars."""
+    """Two panels: the vote's accuracy against k for every variant (majority in black, the others thin, no error
+    bars), and each variant's change against majority at the largest k with its 95% bootstrap interval, sorted;
+    the variants are named on the second panel's y axis, so no legend covers the curves."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ks = [int(k) for k in report["results"]]
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for v, name in enumerate(report["variants"]):
-        rows = [report["results"][str(k)][v] for k in ks]
-        acc = np.array([100 * r["accuracy"] for r in rows])
-        err = np.array([[100 * (r["accuracy"] - r["ci_low"]), 100 * (r["ci_high"] - r["accuracy"])] for r in rows]).T
-        style = dict(linewidth=2.5, color="black") if name == MAJORITY else dict(linewidth=1.2, alpha=0.8)
-        ax.errorbar(ks, acc, yerr=err, label=name, capsize=2, marker="o", markersize=3, **style)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set_xlabel("k (rollouts per vote)")
-    ax.set_ylabel("accuracy of the vote (%)")
-    ax.set_title(f"Vote variants on {report['num_questions']} questions (95% bootstrap CI)")
-    ax.legend(fontsize=6.5, loc="lower right", ncol=2)
-    ax.grid(alpha=0.3)
+    variants = list(report["variants"])
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {name: "black" if name == MAJORITY else colours[v % len(colours)] for v, name in enumerate(variants)}
+    fig, (curves, deltas) = plt.subplots(
+        1, 2, figsize=(13, max(4.5, 0.28 * len(variants) + 1.5)), gridspec_kw={"width_ratios": [1, 1.1]}
+    )
+    for v, name in enumerate(variants):
+        acc = [100 * report["results"][str(k)][v]["accuracy"] for k in ks]
+        style = {"linewidth": 2.5} if name == MAJORITY else {"linewidth": 1.0, "alpha": 0.8}
+        curves.plot(ks, acc, marker="o", markersize=3, color=colour[name], **style)
+    curves.set_xscale("log", base=2)
+    curves.set_xticks(ks, [str(k) for k in ks])
+    curves.set_xlabel("k (rollouts per vote)")
+    curves.set_ylabel("accuracy of the vote (%)")
+    curves.set_title(f"Vote accuracy on {report['num_questions']} questions (majority in black)", fontsize=10)
+    curves.grid(alpha=0.3)
+
+    k_max = str(max(ks))
+    rows = sorted(
+        (row for row in report["results"][k_max] if row["variant"] != MAJORITY), key=lambda row: row["delta"]
+    )
+    for y, row in enumerate(rows):
+        low, high = 100 * (row["delta"] - row["delta_ci_low"]), 100 * (row["delta_ci_high"] - row["delta"])
+        deltas.errorbar(
+            100 * row["delta"], y, xerr=[[low], [high]], fmt="o", markersize=4, capsize=2, color=colour[row["variant"]]
+        )
+    deltas.axvline(0, color="black", linewidth=1)
+    deltas.set_yticks(range(len(rows)), [row["variant"] for row in rows], fontsize=7)
+    deltas.set_xlabel(f"change vs majority at k = {k_max} (points, 95% bootstrap CI)")
+    deltas.set_title(f"Each variant against majority at k = {k_max}", fontsize=10)
+    deltas.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     save_figure_atomic(fig, path)
     plt.close(fig)
