@@ -126,7 +126,7 @@ def _plot(root: Path, base: dict | None, plan, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     seeds = list(plan.seeds)
-    fig, axes = plt.subplots(2, len(seeds), figsize=(4.2 * len(seeds), 6.4), squeeze=False, sharey="row")
+    fig, axes = plt.subplots(2, len(seeds), figsize=(4.2 * len(seeds), 6.8), squeeze=False, sharey="row")
     for col, seed in enumerate(seeds):
         top, bottom = axes[0][col], axes[1][col]
         for arm in ARM_ORDER:
@@ -154,9 +154,12 @@ def _plot(root: Path, base: dict | None, plan, path: Path) -> None:
         for ax in (top, bottom):
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    axes[1][0].legend(fontsize=7)
-    fig.tight_layout()
+    legend: dict[str, Any] = {}  # one legend for every panel (an arm has one colour throughout), below them
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
