@@ -29,6 +29,7 @@ extras = {
     # resolves with this project's pins (requirements/gpu.txt). The CPU tests use vLLM's CPU build in a separate
     # environment (scripts/setup_vllm_env.sh).
     "vllm": ["vllm==0.30.0"],
+    "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],  # mkdocs build --strict
     "dev": ["pytest>=8", "hypothesis>=6", "ruff>=0.6", "gguf>=0.10", "import-linter>=2.1"],
 }
 

@@ -9,7 +9,7 @@ Three variants on the same model, prompts and seed, measured in one run (repetit
   (``data_creation/dt_generator.py``): one prompt, one token per full forward pass over the whole sequence.
 
 Tokens/s = generated tokens (up to EOS) / seconds. What the sampler changes in the data (answers, calibration) is
-measured by ``benchmarks/dynamic_temperature_study.py``. Command (writes its figures to BENCHMARKS.md)::
+measured by ``studies/dynamic_temperature_study.py``. Command (writes its figures to BENCHMARKS.md)::
 
     python benchmarks/dynamic_temperature.py              # SmolLM2-135M-Instruct (prepared from its wheel)
     python benchmarks/dynamic_temperature.py --quick      # the tiny model, seconds (the smoke test)

@@ -1,4 +1,4 @@
-"""benchmarks/label_free_study.py --quick: the dev sweep, its rule, every arm of the report, the summary, a resume."""
+"""studies/label_free_study.py --quick: the dev sweep, its rule, every arm of the report, the summary, a resume."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "studies"))
 
 
 def test_the_rule_drops_collapsed_configurations_and_takes_the_best_worst_case():
@@ -76,7 +77,7 @@ def test_published_runs_restore_into_a_fresh_run_folder_of_the_same_plan_only(tm
 
 @pytest.mark.slow
 def test_label_free_study_quick_then_resumed(tiny_model_dir, tmp_path):
-    cmd = [sys.executable, str(REPO / "benchmarks" / "label_free_study.py"), "all", "--quick",
+    cmd = [sys.executable, str(REPO / "studies" / "label_free_study.py"), "all", "--quick",
            "--model", str(tiny_model_dir), "--output_root", str(tmp_path)]  # fmt: skip
     first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert first.returncode == 0, first.stderr[-3000:]

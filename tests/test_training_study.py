@@ -1,4 +1,4 @@
-"""benchmarks/training_study.py --quick: three variants x two seeds on the tiny model, summarised, then resumed."""
+"""studies/training_study.py --quick: three variants x two seeds on the tiny model, summarised, then resumed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_training_study_quick_then_resumed(tiny_model_dir, tmp_path):
     cmd = [
-        sys.executable, str(REPO / "benchmarks" / "training_study.py"), "--quick", "--seeds", "0", "1",
+        sys.executable, str(REPO / "studies" / "training_study.py"), "--quick", "--seeds", "0", "1",
         "--model", str(tiny_model_dir), "--output_root", str(tmp_path), "--threads", "1",
     ]  # fmt: skip
     first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)

@@ -1,4 +1,4 @@
-"""The vote study (benchmarks/vote_study.py): the decision rule on hand-made deltas, the study on hand-made saved
+"""The vote study (studies/vote_study.py): the decision rule on hand-made deltas, the study on hand-made saved
 sets, and sampling end to end on the tiny model (resumable, saved compressed)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from sasc_ttrl.core.voting import VoteSettings
 
 REPO = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("vote_study", REPO / "benchmarks" / "vote_study.py")
+spec = importlib.util.spec_from_file_location("vote_study", REPO / "studies" / "vote_study.py")
 vote_study = importlib.util.module_from_spec(spec)
 sys.modules["vote_study"] = vote_study
 spec.loader.exec_module(vote_study)
@@ -97,7 +97,7 @@ def test_sample_then_study_on_the_tiny_model(tiny_model_dir, tmp_path):
     import subprocess
 
     cmd = [
-        sys.executable, str(REPO / "benchmarks" / "vote_study.py"), "sample", "--backend", "transformers",
+        sys.executable, str(REPO / "studies" / "vote_study.py"), "sample", "--backend", "transformers",
         "--model", str(tiny_model_dir), "--n", "4", "--limit", "3", "--sets", "arith-bare-64-t0.8",
         "--work_dir", str(tmp_path / "work"),
     ]  # fmt: skip

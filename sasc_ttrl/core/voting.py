@@ -19,7 +19,7 @@ from .stability import STATISTICS, group_statistic, zscore
 #: exp(2c / T) (7.4 with the default c = 1, T = 1); ``rank`` = linear in the stability rank among the kept, from 1.5
 #: (most stable) to 0.5 (least), so no voter outweighs three others; ``uniform`` = 1 (the gate alone, then a plain
 #: majority). The default, ``clipped_exp`` with c = 1 on the std, is the vote study's winner by its worst-case rule
-#: over 9 rollout sets (README, "Which vote is the default?"; ``benchmarks/vote_study.py``).
+#: over 9 rollout sets (docs/studies/vote_default.md; ``studies/vote_study.py``).
 WEIGHTINGS = ("exp", "clipped_exp", "rank", "uniform")
 DEFAULT_WEIGHTING = "clipped_exp"
 DEFAULT_WEIGHT_CLIP = 1.0

@@ -12,7 +12,7 @@ WORD_PROBLEM_EXAMPLE = (
 )
 # How a question is asked: ``math`` (the standard step-by-step / \boxed{} instruction, the default everywhere),
 # ``word_problem_one_shot`` (one worked example, then a one-line-calculation instruction; it fixes the answer format
-# of a small instruct model such as SmolLM2-135M-Instruct, see the README's demo), or ``raw`` (the question as it
+# of a small instruct model such as SmolLM2-135M-Instruct, see docs/studies/demo.md), or ``raw`` (the question as it
 # is, for data whose questions already carry their instruction).
 PROMPT_STYLES = ("math", "word_problem_one_shot", "raw")
 

@@ -70,8 +70,8 @@ class SASCConfig(GRPOConfig, VoteArguments):
             The vote-confidence filter: a group whose pseudo-label holds less than this share of the vote
             ([`VoteResult.label_share`]: of the kept weight in the stability-aware vote, of the answers in the majority
             vote) gives every rollout the same reward, 0, so it does not train; the share of such groups is logged as
-            `<vote>/filtered_fraction`. 0 turns it off. The default is the dev choice of the README's label-free
-            training study (docs/safeguards.md).
+            `<vote>/filtered_fraction`. 0 turns it off. The default is the dev choice of the label-free
+            training study (docs/studies/label_free.md, docs/safeguards.md).
         collapse_action (`str`, defaults to `"warn"`):
             What [`CollapseGuard`] does when it fires: `"warn"` (once), or `"stop"`: training ends, and the model
             left in the trainer (and saved) is the last checkpoint from before the collapse began, or the weights

@@ -14,14 +14,14 @@ same first rollouts) for each seed:
 Phases, each resumable and read back when done (a training run resumes from its last checkpoint; curve points are
 appended as they are measured)::
 
-    python benchmarks/label_free_study.py dev       # the sweep on the dev split, then the rule -> dev_choice.json
-    python benchmarks/label_free_study.py report    # every arm and seed on the reported split, the dev choice
-    python benchmarks/label_free_study.py summary   # tables, curves, summary JSON (also run after each phase)
-    python benchmarks/label_free_study.py all       # the three in order: the whole study in one command
+    python studies/label_free_study.py dev       # the sweep on the dev split, then the rule -> dev_choice.json
+    python studies/label_free_study.py report    # every arm and seed on the reported split, the dev choice
+    python studies/label_free_study.py summary   # tables, curves, summary JSON (also run after each phase)
+    python studies/label_free_study.py all       # the three in order: the whole study in one command
 
 ``--quick`` runs the same pipeline on the project's tiny model in about two minutes (the test of this script). The
 run folders go to ``--output_root`` (default ``runs/label_free_study``); the summary (``summary.json``,
-``summary.md``, ``curves.png``) is written there and, for the real study, copied to ``benchmarks/label_free_study/``
+``summary.md``, ``curves.png``) is written there and, for the real study, copied to ``studies/label_free_study/``
 with every finished run's ``result.json`` (``runs/``): a later sitting, on a fresh machine too, starts from those.
 """
 
@@ -37,10 +37,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import benchmarks_path  # noqa: F401 - puts benchmarks/ (record) on sys.path
 import record  # sets OMP_NUM_THREADS; sorts before torch
 from record import REPO
 
-RESULTS_DIR = REPO / "benchmarks" / "label_free_study"
+RESULTS_DIR = REPO / "studies" / "label_free_study"
 
 
 @dataclass(frozen=True)

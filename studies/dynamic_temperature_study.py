@@ -8,11 +8,11 @@ measures): distinct answers per question, answer rate, rollout accuracy, and the
 the held-out half before and after. What it costs is ``benchmarks/dynamic_temperature.py``'s measurement.
 
 The table goes to ``docs/dynamic_temperature.md`` (between its markers) and the raw numbers to
-``benchmarks/dynamic_temperature/result.json``. Finished builds and calibrations in ``--output_root`` are reused
+``studies/dynamic_temperature/result.json``. Finished builds and calibrations in ``--output_root`` are reused
 (each command resumes). Command::
 
-    python benchmarks/dynamic_temperature_study.py --threads 2   # SmolLM2-135M-Instruct
-    python benchmarks/dynamic_temperature_study.py --quick       # the tiny model, seconds (the smoke test)
+    python studies/dynamic_temperature_study.py --threads 2   # SmolLM2-135M-Instruct
+    python studies/dynamic_temperature_study.py --quick       # the tiny model, seconds (the smoke test)
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import benchmarks_path  # noqa: F401 - puts benchmarks/ (record) on sys.path
 import record  # sets OMP_NUM_THREADS; sorts before torch
 from record import REPO
 from trl import TrlParser
 
 from sasc_ttrl.core.answers import group_equivalent, is_equivalent
 
-RESULTS_DIR = REPO / "benchmarks" / "dynamic_temperature"
+RESULTS_DIR = REPO / "studies" / "dynamic_temperature"
 DOCS_PAGE = REPO / "docs" / "dynamic_temperature.md"
 ARMS = ("fixed", "dynamic")
 

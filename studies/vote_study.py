@@ -11,13 +11,13 @@ by a rule fixed before any of them was sampled ([`decide`]):
 Commands::
 
     # 1. sample (SmolLM2-135M-Instruct; vLLM's CPU build is ~10x faster here than transformers):
-    .venv-vllm/bin/python benchmarks/vote_study.py sample --backend vllm --lock /tmp/sasc_heavy.lock
+    .venv-vllm/bin/python studies/vote_study.py sample --backend vllm --lock /tmp/sasc_heavy.lock
     # 2. re-vote the saved sets and apply the rule (no model; a few minutes):
-    .venv/bin/python benchmarks/vote_study.py study
+    .venv/bin/python studies/vote_study.py study
 
 ``sample`` writes each set's full samples to ``--work_dir`` (resumable: one fsynced line per question; a rerun
 skips what is there) and, once a set is complete, its slim copy (answer, correctness and 4-decimal top-20 entropies
-per rollout) to ``benchmarks/vote_study_sets/<set>.jsonl.gz``, which is committed: ``study`` needs nothing else.
+per rollout) to ``studies/vote_study_sets/<set>.jsonl.gz``, which is committed: ``study`` needs nothing else.
 The ``lora`` sets need a LoRA-trained SmolLM2; ``sample`` makes it first with ``sasc-ttrl demo --seed 0
 --methods sasc --save_models`` (the README's demo run) unless ``--lora_model`` names one.
 """
@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 from sasc_ttrl.core.vote_comparison import MAJORITY, accuracy_table, bootstrap_summary  # noqa: E402
 from sasc_ttrl.core.voting import VoteSettings  # noqa: E402
 
-SETS_DIR = REPO / "benchmarks" / "vote_study_sets"
+SETS_DIR = REPO / "studies" / "vote_study_sets"
 N_ROLLOUTS = 16
 K_LIST = (4, 8, 16)
 ENTROPY_DECIMALS = 4

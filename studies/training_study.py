@@ -8,7 +8,7 @@ folder, and a finished seed is only summarised.
 
 Command (each seed holds the heavy-job lock while it runs)::
 
-    python benchmarks/training_study.py --seeds 0 1 2 --lock /tmp/sasc_heavy.lock
+    python studies/training_study.py --seeds 0 1 2 --lock /tmp/sasc_heavy.lock
 
 Writes ``<output_root>/seed<S>/`` (the demo's outputs) and ``<output_root>/summary.json`` / ``summary.md``: one row
 per seed and question set, then the mean and the spread (sample standard deviation) over seeds of every score and
@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import benchmarks_path  # noqa: F401 - puts benchmarks/ (record, demo_wall_time) on sys.path
 import numpy as np
 from demo_wall_time import heavy_lock
 from record import REPO
