@@ -22,7 +22,8 @@ appended as they are measured)::
 ``--quick`` runs the same pipeline on the project's tiny model in about two minutes (the test of this script). The
 run folders go to ``--output_root`` (default ``runs/label_free_study``); the summary (``summary.json``,
 ``summary.md``, ``curves.png``) is written there and, for the real study, copied to ``studies/label_free_study/``
-with every finished run's ``result.json`` (``runs/``): a later sitting, on a fresh machine too, starts from those.
+with every finished run's ``result.json`` (``runs/``), the figure to ``docs/studies/label_free_curves.png``: a later
+sitting, on a fresh machine too, starts from those.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import record  # sets OMP_NUM_THREADS; sorts before torch
 from record import REPO
 
 RESULTS_DIR = REPO / "studies" / "label_free_study"
+FIGURE = REPO / "docs" / "studies" / "label_free_curves.png"  # shown on the study's docs page
 
 
 @dataclass(frozen=True)
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
             phase_report(model_path, plan, root)
     summary = label_free_summary.summarise(root, plan)
     if not args.quick:
-        label_free_summary.publish(root, RESULTS_DIR)
+        label_free_summary.publish(root, RESULTS_DIR, FIGURE)
     print(summary["markdown"])
 
 

@@ -183,14 +183,19 @@ def summarise(root: Path, plan) -> dict[str, Any]:
     return {**summary, "markdown": text}
 
 
-def publish(root: Path, target: Path) -> None:
+def publish(root: Path, target: Path, figure: Path | None = None) -> None:
     """Copy the summary files and every finished run's ``result.json`` (small, committed; no checkpoint) from the run
-    folder to ``target``; the results go to ``target/runs/`` in the run folder's layout, so that a study spanning
+    folder to ``target``, and ``curves.png`` to ``figure`` (default ``target/curves.png``; the real study publishes it
+    beside its docs page); the results go to ``target/runs/`` in the run folder's layout, so that a study spanning
     several sittings (or machines) resumes from them (``label_free_study.restore``)."""
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("summary.json", "summary.md", "curves.png", "plan.json", "dev_choice.json"):
+    for name in ("summary.json", "summary.md", "plan.json", "dev_choice.json"):
         if (root / name).exists():
             shutil.copy2(root / name, target / name)
+    if (root / "curves.png").exists():
+        figure = figure or target / "curves.png"
+        figure.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / "curves.png", figure)
     for result in sorted(root.glob("*/**/result.json")):
         copy = target / "runs" / result.relative_to(root)
         copy.parent.mkdir(parents=True, exist_ok=True)

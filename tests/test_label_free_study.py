@@ -58,9 +58,11 @@ def test_published_runs_restore_into_a_fresh_run_folder_of_the_same_plan_only(tm
         (first / rel / "result.json").write_text(json.dumps({"arm": rel}))
     (first / "report" / "oracle" / "seed0" / "train").mkdir(parents=True)  # unfinished: a checkpoint, no result
     (first / "plan.json").write_text(json.dumps(asdict(plan)))
+    (first / "curves.png").write_bytes(b"png")
     published = tmp_path / "published"
-    label_free_summary.publish(first, published)
+    label_free_summary.publish(first, published, figure=tmp_path / "docs" / "curves.png")
     assert not (published / "runs" / "report" / "oracle").exists()
+    assert (tmp_path / "docs" / "curves.png").read_bytes() == b"png" and not (published / "curves.png").exists()
 
     fresh = tmp_path / "fresh"
     (fresh / "dev" / "base").mkdir(parents=True)
