@@ -10,7 +10,7 @@ process instead:
 * the server waits for each answer with ``select`` and ``SIGKILL``s the worker when the check overruns its timeout,
   then forks a fresh one from its already-initialised memory (milliseconds, no re-import);
 * a worker that dies instead (killed from outside, out of memory) is replaced by a fresh fork that does the same
-  check once more, so a lost worker never turns into a verdict: the check's answer is what a rerun gives (issue 19);
+  check once more, so a lost worker never turns into a verdict: the check's answer is what a rerun gives;
   only a check that kills its second worker too is reported as failed;
 * the caller talks to the server through pipes (no signals, so any thread may call) and keeps a backstop timeout of
   its own: a server that stops answering is killed and restarted on the next check; a server that died is restarted

@@ -122,7 +122,7 @@ def test_two_process_training_matches_one_process_votes(tiny_model_dir, tmp_path
 
 
 def test_run_command_destroys_the_process_group(tmp_path):
-    """Every command ends its process group (issue 19: left to interpreter exit, gloo's thread can abort)."""
+    """Every command ends its process group (left to interpreter exit, gloo's thread can abort)."""
     from dataclasses import dataclass
 
     import torch.distributed as dist

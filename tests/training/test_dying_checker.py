@@ -1,5 +1,5 @@
 """The math-verify worker is SIGKILLed in the middle of a 2-process training step: the step completes, the worker is
-replaced, and the step's votes and rewards are those of a rerun without the kill (issue 19).
+replaced, and the step's votes and rewards are those of a rerun without the kill.
 
 Real ``accelerate launch`` runs of ``scripts/train.py`` on the tiny model (2 CPU processes, DDP, gloo); each rank
 votes on the gathered batch with its own math-verify server and worker. The processes carry the instrumentation of

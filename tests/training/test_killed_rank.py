@@ -1,5 +1,5 @@
 """One rank of a 2-process run is SIGKILLed after the first checkpoint: the launcher stops the other rank within a
-bounded time, and ``--resume_from_checkpoint auto`` then ends where an uninterrupted run ends (issue 19).
+bounded time, and ``--resume_from_checkpoint auto`` then ends where an uninterrupted run ends.
 
 Real ``accelerate launch`` runs of ``scripts/train.py`` on the tiny model (2 CPU processes, gloo), under DDP and
 DeepSpeed ZeRO-2: an uninterrupted reference run of 4 steps with a checkpoint every 2; a run whose rank 1 is
