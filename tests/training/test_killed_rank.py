@@ -24,8 +24,8 @@ import psutil
 import pytest
 
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
-from tests.training import resume_checks
-from tests.training.resume_checks import assert_resumed_like_reference
+from tests.helpers import resume_checks
+from tests.helpers.resume_checks import assert_resumed_like_reference
 from tests.training.test_distributed import env_for_children, free_port
 
 REPO = Path(__file__).resolve().parents[2]
