@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.vllm_marks import needs_vllm
+from tests.helpers.vllm_marks import needs_vllm
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"

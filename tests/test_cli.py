@@ -54,7 +54,7 @@ def test_every_command_documents_its_options(capsys, command, option):
     assert f"sasc-ttrl {command}" in out and option in out
 
 
-# -- every entry point ends its process group (issue 19) --------------------------------------------------------------
+# -- every entry point ends its process group -------------------------------------------------------------------------
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 COMMAND_IMPORT = re.compile(r"^from (sasc_ttrl\.commands\.\w+) import ", re.MULTILINE)
 LAUNCHABLE = sorted(p.name for p in SCRIPTS.glob("*.py") if COMMAND_IMPORT.search(p.read_text()))

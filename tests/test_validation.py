@@ -327,7 +327,7 @@ def test_auto_resume_picks_the_latest_complete_checkpoint(tmp_path):
 
 
 def test_a_checkpoint_needs_every_ranks_rng_state_in_a_multi_process_run(tmp_path):
-    """Rank 0 writes trainer_state.json without waiting for rank 1's rng_state_1.pth (issue 19): a rank killed in
+    """Rank 0 writes trainer_state.json without waiting for rank 1's rng_state_1.pth: a rank killed in
     between leaves a folder that looks complete but would resume that rank with a fresh sampling RNG."""
     for step in (2, 4):
         path = make_checkpoint(tmp_path, step)

@@ -1,4 +1,4 @@
-"""Least-recently-used caches bounded in bytes, not entries (issue 19: memory held over long runs).
+"""Least-recently-used caches bounded in bytes, not entries: the memory a long run holds stays bounded.
 
 `functools.lru_cache` bounds a cache by its number of entries, which says nothing about memory: an answer can be one
 character or two thousand, a parsed expression a handful of objects or a large tree. [`byte_budget_cache`] charges

@@ -10,7 +10,7 @@ process instead:
 * the server waits for each answer with ``select`` and ``SIGKILL``s the worker when the check overruns its timeout,
   then forks a fresh one from its already-initialised memory (milliseconds, no re-import);
 * a worker that dies instead (killed from outside, out of memory) is replaced by a fresh fork that does the same
-  check once more, so a lost worker never turns into a verdict: the check's answer is what a rerun gives (issue 19);
+  check once more, so a lost worker never turns into a verdict: the check's answer is what a rerun gives;
   only a check that kills its second worker too is reported as failed;
 * the caller talks to the server through pipes (no signals, so any thread may call) and keeps a backstop timeout of
   its own: a server that stops answering is killed and restarted on the next check; a server that died is restarted
@@ -18,7 +18,8 @@ process instead:
 
 Requests are one ASCII JSON line ``[gold, pred, timeout]`` (or ``null``: replace the worker, dropping its caches);
 replies are ``1`` (equivalent), ``0`` (not), ``T`` (timed out) or ``E`` (the worker died, and so did its
-replacement). [`verify`] is the caller's side; `answers.is_equivalent` uses it.
+replacement). [`verify`] is the caller's side; `answers.is_equivalent` uses it. The worker runs
+`math_equivalence._safe_verify`.
 """
 
 from __future__ import annotations
@@ -71,12 +72,12 @@ def _write_all(fd: int, data: bytes) -> None:
 # -- the server and its worker (run in the child interpreter) ---------------------------------------------------------
 def _worker_loop(requests: int, replies: int) -> None:
     """Answer checks until the request pipe closes. Runs in a forked worker; never returns."""
-    from .answers import _safe_verify
+    from . import math_equivalence
 
     buffer = bytearray()
     while (line := _read_line(requests, buffer, None)) is not None:
         gold, pred = json.loads(line)[:2]
-        _write_all(replies, b"1\n" if _safe_verify(gold, pred) else b"0\n")
+        _write_all(replies, b"1\n" if math_equivalence._safe_verify(gold, pred) else b"0\n")
     os._exit(0)
 
 
@@ -125,7 +126,7 @@ class _Worker:
 
 def serve() -> None:
     """The server loop: read requests on stdin, answer on stdout, kill and re-fork the worker on a timeout."""
-    from .answers import _safe_verify, clear_caches
+    from .math_equivalence import _safe_verify, clear_caches
 
     # Import and initialise math-verify's parsers once, here: every forked worker inherits them ready to use.
     _safe_verify("\\frac{\\sqrt{2}}{2}", "\\{x^{2} + 1, 0.5\\%\\}")

@@ -273,7 +273,7 @@ def sums_with_solutions(path, n, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("guidance", ["answer", "rationale", "interactive", "state_reset"])
 def test_guided_round_on_the_tiny_model(guidance, tiny_model_dir, tmp_path):
-    from tests.loopback_chat import LoopbackChatServer
+    from tests.helpers.loopback_chat import LoopbackChatServer
     from tests.sampling.test_guidance import TEACHER_REPLY
 
     data = sums_with_solutions(tmp_path / "sums.json", n=6, seed=11)

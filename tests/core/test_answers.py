@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sasc_ttrl.core import answers
+from sasc_ttrl.core import answers, math_equivalence
 from sasc_ttrl.core.answers import extract_answer, group_equivalent, is_equivalent, normalize_answer
 
 # --------------------------------------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_is_equivalent_passes_gold_first(monkeypatch):
         calls.append((gold, pred))
         return False
 
-    monkeypatch.setattr(answers, "_verify_uncached_timeout_free", fake_verify)
+    monkeypatch.setattr(math_equivalence, "_verify_uncached_timeout_free", fake_verify)
     assert is_equivalent("GOLD_1", "PRED_2") is False
     assert calls == [("GOLD_1", "PRED_2")]
     # group_equivalent: the class representative (first occurrence) is the gold side.
@@ -188,7 +188,7 @@ def test_is_equivalent_swallows_verify_errors(monkeypatch):
         raise RuntimeError("malformed")
 
     _checks_in_this_process(monkeypatch)
-    monkeypatch.setattr(answers, "_verify_uncached_timeout_free", broken)
+    monkeypatch.setattr(math_equivalence, "_verify_uncached_timeout_free", broken)
     assert is_equivalent("1", "2") is False
     assert is_equivalent("1", "2", timeout=None) is False
 
@@ -224,7 +224,7 @@ def _counting_verify(monkeypatch, verdict=False):
         calls.append((gold, pred))
         return verdict
 
-    monkeypatch.setattr(answers, "_verify_uncached_timeout_free", fake_verify)
+    monkeypatch.setattr(math_equivalence, "_verify_uncached_timeout_free", fake_verify)
     return calls
 
 

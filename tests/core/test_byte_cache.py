@@ -1,4 +1,4 @@
-"""Answer and verdict caches are bounded in bytes (issue 19): the memory they keep alive stays under their budget."""
+"""Answer and verdict caches are bounded in bytes: the memory they keep alive stays under their budget."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A math-verify worker or server that dies mid-check is replaced and the check is done again (issue 19).
+"""A math-verify worker or server that dies mid-check is replaced and the check is done again.
 
 The verdict after a kill must be the one a rerun gives: a lost worker must never turn into "not equivalent". The
 check used takes about a second of sympy (expanding a degree-30 polynomial both ways) and is equivalent, so a kill

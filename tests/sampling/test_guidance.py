@@ -16,7 +16,7 @@ from sasc_ttrl.sampling.guidance import (
     teacher_messages,
 )
 from sasc_ttrl.sampling.openai_client import KeyStepClient
-from tests.loopback_chat import LoopbackChatServer
+from tests.helpers.loopback_chat import LoopbackChatServer
 
 TEACHER_REPLY = "The first step is wrong: 7 - 2 is 5, not 4."
 

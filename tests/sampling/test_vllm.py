@@ -39,7 +39,7 @@ from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
 from sasc_ttrl.sampling.generation import encode_prompts
 from sasc_ttrl.sampling.models import load_transformers_model
 from sasc_ttrl.sampling.vllm_topk import entropies_from_topk, sampled_token_logprobs, server_entropy_temperature
-from tests.vllm_marks import VLLM_MARKS
+from tests.helpers.vllm_marks import VLLM_MARKS
 
 pytestmark = VLLM_MARKS
 

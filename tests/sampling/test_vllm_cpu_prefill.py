@@ -13,8 +13,8 @@ import os
 
 from sasc_ttrl.data.prompts import render_prompt
 from sasc_ttrl.sampling.generation import encode_prompts, prefill_batches, sample_vllm
+from tests.helpers.vllm_marks import VLLM_MARKS
 from tests.sampling.test_vllm import VLLM_ENV, _shutdown
-from tests.vllm_marks import VLLM_MARKS
 
 pytestmark = VLLM_MARKS
 

@@ -132,7 +132,7 @@ def test_errors():
 
 
 def _one_token_at_a_time(topk_logprobs, k: int, temperature: float) -> list[list[float]]:
-    """The reduction as it was before issue 20: one float64 tensor per token (the reference for exactness)."""
+    """The reduction one token at a time: one float64 tensor per token (the reference for exactness)."""
     out = []
     for seq in topk_logprobs:
         row = []

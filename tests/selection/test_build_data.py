@@ -24,7 +24,7 @@ from sasc_ttrl.selection import builder
 from sasc_ttrl.selection.adapters.token_features import compute_token_features
 from sasc_ttrl.selection.build_arguments import CONFIG_FILE, BuildArguments, build_settings
 from sasc_ttrl.selection.registry import SELECTION_METHODS
-from tests.loopback_chat import LoopbackChatServer
+from tests.helpers.loopback_chat import LoopbackChatServer
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_COLUMNS = {

@@ -54,7 +54,7 @@ def test_two_process_reward_equals_one_process(tmp_path):
     (tmp_path / "batch.json").write_text(json.dumps(data))
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-        str(REPO / "tests" / "training" / "dist_reward_worker.py"), str(tmp_path / "batch.json"), str(tmp_path),
+        str(REPO / "tests" / "helpers" / "dist_reward_worker.py"), str(tmp_path / "batch.json"), str(tmp_path),
     ]  # fmt: skip
     result = subprocess.run(cmd, env=env_for_children(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -122,7 +122,7 @@ def test_two_process_training_matches_one_process_votes(tiny_model_dir, tmp_path
 
 
 def test_run_command_destroys_the_process_group(tmp_path):
-    """Every command ends its process group (issue 19: left to interpreter exit, gloo's thread can abort)."""
+    """Every command ends its process group (left to interpreter exit, gloo's thread can abort)."""
     from dataclasses import dataclass
 
     import torch.distributed as dist

@@ -1,12 +1,12 @@
 """The math-verify worker is SIGKILLed in the middle of a 2-process training step: the step completes, the worker is
-replaced, and the step's votes and rewards are those of a rerun without the kill (issue 19).
+replaced, and the step's votes and rewards are those of a rerun without the kill.
 
 Real ``accelerate launch`` runs of ``scripts/train.py`` on the tiny model (2 CPU processes, DDP, gloo); each rank
 votes on the gathered batch with its own math-verify server and worker. The processes carry the instrumentation of
-``checker_probe/sitecustomize.py``: every pair of answers goes to the worker, and a check of two equal answers (verdict
-"equivalent") is slowed down with a marker file while it runs. The test SIGKILLs one such busy worker on each rank.
-Before the fix, the lost check came back as "not equivalent", split a class of equal answers and changed the vote on
-that rank only; now the server re-forks the worker and does the check again.
+``tests/helpers/checker_probe/sitecustomize.py``: every pair of answers goes to the worker, and a check of two equal
+answers (verdict "equivalent") is slowed down with a marker file while it runs. The test SIGKILLs one such busy worker
+on each rank; the server re-forks the worker and does the check again, so the lost check never comes back as "not
+equivalent" (which would split a class of equal answers and change the vote on that rank only).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from tests.training.test_distributed import env_for_children, free_port
 
 REPO = Path(__file__).resolve().parents[2]
-PROBE = Path(__file__).resolve().parent / "checker_probe"
+PROBE = Path(__file__).resolve().parents[1] / "helpers" / "checker_probe"
 MAX_STEPS, GENERATIONS, PER_DEVICE = 3, 4, 4
 SERVER = "sasc_ttrl.core.verify_process"
 

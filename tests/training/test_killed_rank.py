@@ -1,5 +1,5 @@
 """One rank of a 2-process run is SIGKILLed after the first checkpoint: the launcher stops the other rank within a
-bounded time, and ``--resume_from_checkpoint auto`` then ends where an uninterrupted run ends (issue 19).
+bounded time, and ``--resume_from_checkpoint auto`` then ends where an uninterrupted run ends.
 
 Real ``accelerate launch`` runs of ``scripts/train.py`` on the tiny model (2 CPU processes, gloo), under DDP and
 DeepSpeed ZeRO-2: an uninterrupted reference run of 4 steps with a checkpoint every 2; a run whose rank 1 is
@@ -24,8 +24,8 @@ import psutil
 import pytest
 
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
-from tests.training import resume_checks
-from tests.training.resume_checks import assert_resumed_like_reference
+from tests.helpers import resume_checks
+from tests.helpers.resume_checks import assert_resumed_like_reference
 from tests.training.test_distributed import env_for_children, free_port
 
 REPO = Path(__file__).resolve().parents[2]

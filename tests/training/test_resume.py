@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
-from tests.training import resume_checks
-from tests.training.resume_checks import assert_resumed_like_reference
+from tests.helpers import resume_checks
+from tests.helpers.resume_checks import assert_resumed_like_reference
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = str(REPO / "recipes" / "tiny" / "sasc_cpu.yaml")

@@ -26,9 +26,9 @@ from sasc_ttrl.data.training_data import load_math_dataset
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
 from sasc_ttrl.sampling.entropy_capture import forward_topk_entropies
 from sasc_ttrl.training.rewards import get_reward_funcs
+from tests.helpers.vllm_marks import VLLM_MARKS
 from tests.training.test_trainer import tiny_config
 from tests.training.user_rewards import alternating
-from tests.vllm_marks import VLLM_MARKS
 
 pytestmark = VLLM_MARKS
 

@@ -30,4 +30,4 @@ if __name__ == "__main__":
         metrics[reward.__name__] = rewards
     with open(f"{out_dir}/rank{state.process_index}.json", "w") as handle:
         json.dump(metrics, handle)
-    destroy_process_group()  # left to interpreter exit, gloo's thread can abort the process (issue 19)
+    destroy_process_group()  # left to interpreter exit, gloo's thread can abort the process

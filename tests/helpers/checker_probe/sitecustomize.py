@@ -24,10 +24,10 @@ SLEEP_SECONDS = 0.5
 if PROBE_DIR:
     # The verify server runs as `python -m sasc_ttrl.core.verify_process`, a module imported here first.
     warnings.filterwarnings("ignore", message=".*found in sys.modules after import", category=RuntimeWarning)
-    from sasc_ttrl.core import answers
+    from sasc_ttrl.core import answers, math_equivalence
 
     _count = itertools.count()
-    _safe_verify = answers._safe_verify
+    _safe_verify = math_equivalence._safe_verify
 
     def _unique_normalisation(answer: str) -> str:
         return f"{answer}\x00{next(_count)}"
@@ -44,4 +44,4 @@ if PROBE_DIR:
 
     answers.normalize_answer = _unique_normalisation
     answers._rational_verdict = lambda gold, pred: None
-    answers._safe_verify = _probed_verify
+    math_equivalence._safe_verify = _probed_verify
