@@ -56,23 +56,21 @@ FREE_KEYS = ("output_dir", "cache_dir", "methods", "save_models", "eval_batch_si
 TASKS = ("word_problems", "products", "sums")
 # Defaults of the real-model demo and of --quick (the tiny model); a flag given on the command line wins.
 PRESETS: dict[str, dict[str, Any]] = {
-    # The label-free study's recipe (docs/studies/label_free.md) on fewer questions: products in the one-shot
-    # prompt at T = 0.8, vote on 16 rollouts and train on 4, lr 2e-4, min_label_share 0.5, 3 epochs.
     "default": dict(
         num_train_questions=8,
         num_held_out_questions=8,
-        eval_samples=8,
+        eval_samples=6,
         eval_temperature=0.8,
-        max_completion_length=40,
-        num_generations=16,
+        max_completion_length=26,
+        num_generations=6,
         prompts_per_step=2,
-        max_steps=12,
-        learning_rate=2e-4,
+        max_steps=5,
+        learning_rate=5e-4,
         lora_r=16,
-        temperature=0.8,
-        task="products",
-        train_generations=4,
-        min_label_share=0.5,
+        temperature=1.0,
+        task="word_problems",
+        train_generations=None,
+        min_label_share=0.0,
     ),
     "quick": dict(
         num_train_questions=16,

@@ -78,7 +78,7 @@ def test_demo_quick_small_writes_every_output(tiny_model_dir, tmp_path, capsys):
 def test_presets_fill_unset_fields_and_flags_win():
     default, quick = DemoArguments(), DemoArguments(quick=True, max_steps=5)
     assert default.num_generations == PRESETS["default"]["num_generations"]
-    assert default.task == "products" and quick.task == "sums"
+    assert default.task == "word_problems" and quick.task == "sums"
     assert quick.max_steps == 5 and quick.lora_r == PRESETS["quick"]["lora_r"]
     with pytest.raises(ValueError, match="methods"):
         DemoArguments(methods=["sasc", "oracle"])
