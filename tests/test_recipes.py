@@ -147,7 +147,7 @@ def test_gpu_recipe_gets_past_its_data_from_a_bare_folder(model, tmp_path):
 
 
 def test_gpu_requirements_agree_with_setup_and_satisfy_every_pin():
-    """requirements/gpu.in is setup.py's install_requires plus the deepspeed and vllm extras, and the resolved
+    """requirements/gpu.in is setup.py's install_requires plus the deepspeed, vllm and demo extras, and the resolved
     requirements/gpu.txt satisfies each of those pins (one vLLM release, TRL's range, the project's transformers)."""
     from packaging.requirements import Requirement
 
@@ -161,7 +161,7 @@ def test_gpu_requirements_agree_with_setup_and_satisfy_every_pin():
         for node in ast.parse(SETUP).body
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) in ("install_requires", "extras")
     }
-    specs = values["install_requires"] + values["extras"]["deepspeed"] + values["extras"]["vllm"]
+    specs = values["install_requires"] + [s for name in ("deepspeed", "vllm", "demo") for s in values["extras"][name]]
     declared = {Requirement(spec).name: str(Requirement(spec).specifier) for spec in specs}
     assert {r.name: str(r.specifier) for r in wanted} == declared
     locked = {}
