@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 import record  # sets OMP_NUM_THREADS
 
-from sasc_ttrl.core import answers
+from sasc_ttrl.core import answers, math_equivalence
 
 MIB = 2**20
 FLAT_MIB = 10.0  # the most a process may grow over the second half of the run for its curve to count as flat
@@ -166,9 +166,9 @@ def train_and_sample(args: LongRunMemoryArguments, run_dir: Path) -> tuple[list[
 
 # -- part 2: the caches alone -----------------------------------------------------------------------------------------
 CACHES = {
-    "parsed answers": "_parse",
-    "verdicts (worker)": "_verify_uncached_timeout_free",
-    "timed verdicts": "_timed_verdict",
+    "parsed answers": math_equivalence._parse,
+    "verdicts (worker)": math_equivalence._verify_uncached_timeout_free,
+    "timed verdicts": answers._timed_verdict,
 }
 
 
@@ -183,8 +183,8 @@ def stream_through_caches(n: int) -> list[dict]:
         answers.is_equivalent(str(i), str(3 * i + 1))  # plain numbers: the rank's fast path, cached
         if i % (n // 10) == 0:
             row = {"answers": i, "rss": me.memory_info().rss / MIB}
-            for label, name in CACHES.items():
-                info = getattr(answers, name).cache_info()
+            for label, cache in CACHES.items():
+                info = cache.cache_info()
                 row[label] = (info.bytes / MIB, info.currsize, info.maxbytes / MIB)
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -40,6 +40,7 @@ from trl import GRPOConfig, GRPOTrainer, TrlParser
 
 import sasc_ttrl.core.answers as answers_module
 import sasc_ttrl.training.rewards as rewards_module
+from sasc_ttrl.core import math_equivalence
 from sasc_ttrl.core.answers import extract_answer, group_equivalent
 from sasc_ttrl.data.training_data import load_math_dataset
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
@@ -173,10 +174,8 @@ def clear_answer_caches() -> None:
     Not `answers.clear_caches()`: that also re-forks the math-verify worker, whose warm-up (~1 s) no training step
     pays. The worker's own caches stay; the round trips to it are paid again.
     """
-    for name in ("_parse", "_verify_uncached_timeout_free", "_timed_verdict"):
-        cached = getattr(answers_module, name, None)
-        if cached is not None and hasattr(cached, "cache_clear"):
-            cached.cache_clear()
+    math_equivalence.clear_caches()
+    answers_module._timed_verdict.cache_clear()
 
 
 def build_trainers(args: StepOverheadArguments, out_dir: Path, timers: record.Timers, tokens: dict[str, list[int]]):

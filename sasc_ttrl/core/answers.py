@@ -29,16 +29,7 @@ from fractions import Fraction
 
 from . import math_equivalence, verify_process
 from .byte_cache import byte_budget_cache
-from .math_equivalence import (  # noqa: F401 - re-exported: benchmarks and tests read these through `answers`
-    ANSWER_CACHE_BYTES,
-    MAX_DIGITS,
-    VERDICT_CACHE_BYTES,
-    _numbers_clearly_differ,
-    _parse,
-    _safe_verify,
-    _too_large,
-    _verify_uncached_timeout_free,
-)
+from .math_equivalence import VERDICT_CACHE_BYTES
 
 logger = logging.getLogger(__name__)
 

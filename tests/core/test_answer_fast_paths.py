@@ -9,7 +9,7 @@ import itertools
 
 import pytest
 
-from sasc_ttrl.core import answers
+from sasc_ttrl.core import answers, math_equivalence
 from sasc_ttrl.core.answers import clear_caches, group_equivalent, is_equivalent
 
 # Numbers in the forms MATH answers take, with near-misses around math-verify's 6-decimal float rounding,
@@ -39,12 +39,12 @@ def reference_verdict(gold: str, pred: str) -> bool:
     """math-verify alone: parse both, verify, no shortcut."""
     from math_verify import verify
 
-    gold_parsed, pred_parsed = answers._parse(gold), answers._parse(pred)
+    gold_parsed, pred_parsed = math_equivalence._parse(gold), math_equivalence._parse(pred)
     if not gold_parsed or not pred_parsed:
         return False
     try:
         return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
-    except Exception:  # noqa: BLE001 - counted as not equivalent, as in answers._safe_verify
+    except Exception:  # noqa: BLE001 - counted as not equivalent, as in math_equivalence._safe_verify
         return False
 
 
@@ -116,7 +116,7 @@ def test_numeric_fast_path_agrees_with_math_verify_on_every_pair():
     shortcuts = 0
     for gold, pred in itertools.permutations(NUMBERS, 2):
         expected = reference_verdict(gold, pred)
-        if answers._numbers_clearly_differ(answers._parse(gold), answers._parse(pred)):
+        if math_equivalence._numbers_clearly_differ(math_equivalence._parse(gold), math_equivalence._parse(pred)):
             shortcuts += 1
             assert expected is False, f"fast path says {gold!r} != {pred!r}, math-verify says equal"
         assert is_equivalent(gold, pred, timeout=None) is expected, (gold, pred)
@@ -134,7 +134,7 @@ def test_numeric_fast_path_agrees_with_math_verify_on_every_pair():
     ],
 )
 def test_fast_path_leaves_lenient_cases_to_math_verify(gold, pred):
-    assert not answers._numbers_clearly_differ(answers._parse(gold), answers._parse(pred))
+    assert not math_equivalence._numbers_clearly_differ(math_equivalence._parse(gold), math_equivalence._parse(pred))
     assert is_equivalent(gold, pred, timeout=None) is reference_verdict(gold, pred)
 
 
@@ -154,6 +154,6 @@ def test_clear_caches_gives_the_same_classes_cold_and_warm():
     warm = group_equivalent(group)
     clear_caches()
     assert answers._timed_verdict.cache_info().currsize == 0
-    assert answers._verify_uncached_timeout_free.cache_info().currsize == 0
-    assert answers._parse.cache_info().currsize == 0
+    assert math_equivalence._verify_uncached_timeout_free.cache_info().currsize == 0
+    assert math_equivalence._parse.cache_info().currsize == 0
     assert cold == warm == group_equivalent(group) == [0, 0, 1, 1, 2, None, 3, 4]

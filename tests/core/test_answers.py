@@ -162,8 +162,11 @@ def test_none_is_never_equivalent(gold, pred):
 def _checks_in_this_process(monkeypatch):
     """Route timed checks to the in-process math-verify call (which the tests below replace by fakes)."""
     answers.clear_caches()
-    monkeypatch.setattr(answers.verify_process, "verify", lambda gold, pred, timeout: answers._safe_verify(gold, pred))
-    monkeypatch.setattr(answers, "_timed_verdict", lambda gold, pred, timeout: answers._safe_verify(gold, pred))
+    def inline(gold, pred, timeout):
+        return math_equivalence._safe_verify(gold, pred)
+
+    monkeypatch.setattr(answers.verify_process, "verify", inline)
+    monkeypatch.setattr(answers, "_timed_verdict", inline)
 
 
 def test_is_equivalent_passes_gold_first(monkeypatch):

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from sasc_ttrl.core import answers
+from sasc_ttrl.core import answers, math_equivalence
 from sasc_ttrl.core.byte_cache import ENTRY_OVERHEAD_BYTES, ByteBudgetCache, byte_budget_cache, deep_size
 
 # Answers of every shape math-verify parses: integers, decimals, fractions, radicals, expressions, equations, sets,
@@ -104,9 +104,9 @@ def test_parsed_answers_keep_alive_less_than_they_are_charged():
 
 
 def test_the_answer_module_caches_have_their_documented_budgets():
-    caches = [answers._parse, answers._verify_uncached_timeout_free, answers._timed_verdict]
+    caches = [math_equivalence._parse, math_equivalence._verify_uncached_timeout_free, answers._timed_verdict]
     budgets = [c.cache_info().maxbytes for c in caches]
-    assert budgets == [answers.ANSWER_CACHE_BYTES, answers.VERDICT_CACHE_BYTES, answers.VERDICT_CACHE_BYTES]
+    assert budgets == [math_equivalence.ANSWER_CACHE_BYTES, *[math_equivalence.VERDICT_CACHE_BYTES] * 2]
     assert sum(budgets) == 32 * 2**20
 
 
