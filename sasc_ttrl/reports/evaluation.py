@@ -98,14 +98,15 @@ def run_markdown(run: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _figure(num_panels: int):
+def _figure(rows: int, cols: int, width: float, height: float, **subplots):
+    """pyplot (Agg), a figure and its ``rows x cols`` grid of axes, each panel ``width x height`` inches."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, num_panels, figsize=(4.2 * num_panels, 3.4), squeeze=False)
-    return plt, fig, axes[0]
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, **subplots)
+    return plt, fig, axes
 
 
 def _style_axis(ax, ks: Sequence[int], title: str) -> None:
@@ -152,8 +153,8 @@ def _save(plt, fig, path: str | os.PathLike, rect: tuple[float, float, float, fl
 def plot_run(run: dict[str, Any], path: str | os.PathLike) -> Path:
     """PNG (200 dpi) and PDF with one panel per benchmark: pass@k, maj@k and sasc@k against k, with 95% bootstrap
     bands over questions."""
-    plt, fig, axes = _figure(len(run["benchmarks"]))
-    for ax, (name, bench) in zip(axes, run["benchmarks"].items()):
+    plt, fig, axes = _figure(1, len(run["benchmarks"]), 4.2, 3.4)
+    for ax, (name, bench) in zip(axes[0], run["benchmarks"].items()):
         for metric, style in METRIC_STYLES:
             _curve(ax, bench, metric, style, f"{metric}@k")
         _style_axis(ax, bench["k_list"], f"{name} ({bench['num_questions']} q, n={bench['n']})")
@@ -207,21 +208,15 @@ def plot_compare(runs: Sequence[dict[str, Any]], labels: Sequence[str], path: st
     """PNG (200 dpi) and PDF comparing runs: a row per benchmark and a column per metric (pass@k, maj@k, sasc@k,
     those the runs recorded), one colour per run, light 95% bootstrap bands over questions, one legend below the
     panels. A row shares its y axis, so the metrics of one benchmark read on one scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     benchmarks = list(dict.fromkeys(name for run in runs for name in run["benchmarks"]))
     metrics = [
         (metric, style)
         for metric, style in METRIC_STYLES
         if any(all(f"{metric}@{k}" in b for k in b["k_list"]) for run in runs for b in run["benchmarks"].values())
     ]
-    fig, axes = plt.subplots(
-        len(benchmarks), len(metrics), figsize=(3.6 * len(metrics), 2.9 * len(benchmarks) + 0.35),
-        squeeze=False, sharey="row",
-    )
+    legend_height = 0.35  # inches below the panels
+    plt, fig, axes = _figure(len(benchmarks), len(metrics), 3.6, 2.9, sharey="row")
+    fig.set_figheight(fig.get_figheight() + legend_height)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for row, name in zip(axes, benchmarks):
         all_ks = sorted({k for run in runs if name in run["benchmarks"] for k in run["benchmarks"][name]["k_list"]})
@@ -235,7 +230,7 @@ def plot_compare(runs: Sequence[dict[str, Any]], labels: Sequence[str], path: st
                 ax.set_ylabel("")
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
-    return _save(plt, fig, path, rect=(0, 0.35 / fig.get_figheight(), 1, 1))
+    return _save(plt, fig, path, rect=(0, legend_height / fig.get_figheight(), 1, 1))
 
 
 def compare_runs(paths: Sequence[str | os.PathLike], output_dir: str | os.PathLike) -> dict[str, Any]:
