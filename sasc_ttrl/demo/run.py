@@ -71,6 +71,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         task="word_problems",
         train_generations=None,
         min_label_share=0.0,
+        micro_batches=3,
+        gradient_checkpointing=True,
     ),
     "quick": dict(
         num_train_questions=16,
@@ -87,6 +89,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         task="sums",
         train_generations=None,
         min_label_share=0.0,
+        micro_batches=1,
+        gradient_checkpointing=False,
     ),
 }
 
@@ -142,6 +146,12 @@ class DemoArguments:
     learning_rate: float | None = _preset("learning_rate", "Learning rate of the LoRA adapter.")
     lora_r: int | None = _preset("lora_r", "LoRA rank (alpha = 2 r, on every linear layer).")
     temperature: float | None = _preset("temperature", "Rollout sampling temperature during training.")
+    micro_batches: int | None = _preset(
+        "micro_batches", "Micro-batches each step's rollouts go through the loss in (lower peak memory, same update)."
+    )
+    gradient_checkpointing: bool | None = _preset(
+        "gradient_checkpointing", "Recompute activations in the backward instead of keeping them (lower peak memory)."
+    )
     eval_batch_size: int = field(
         default=2,
         metadata={"help": "Questions per generate call when evaluating (small: a batch runs until its longest row)."},
@@ -168,6 +178,12 @@ class DemoArguments:
             raise ValueError("num_generations must be >= 2; prompts_per_step, max_steps and lora_r >= 1")
         if self.eval_temperature <= 0 or self.temperature <= 0 or self.learning_rate <= 0:
             raise ValueError("eval_temperature, temperature and learning_rate must be > 0")
+        rollouts = self.num_generations * self.prompts_per_step
+        if self.micro_batches < 1 or rollouts % self.micro_batches:
+            raise ValueError(
+                f"micro_batches must divide the {rollouts} rollouts of a step "
+                f"(num_generations x prompts_per_step), got {self.micro_batches}"
+            )
 
 
 def cache_dir(args: DemoArguments) -> Path:
@@ -291,9 +307,11 @@ def train_config(args: DemoArguments, method: str, output_dir: Path):
         num_generations=args.num_generations,
         train_generations=args.train_generations,
         min_label_share=args.min_label_share,
-        per_device_train_batch_size=args.num_generations * args.prompts_per_step,
-        gradient_accumulation_steps=1,
-        steps_per_generation=1,
+        # One generation of num_generations x prompts_per_step rollouts per optimizer step, through the loss in
+        # micro_batches pieces (DAPO normalises by the tokens of the whole generation batch: the same update).
+        per_device_train_batch_size=args.num_generations * args.prompts_per_step // args.micro_batches,
+        gradient_accumulation_steps=args.micro_batches,
+        steps_per_generation=args.micro_batches,
         num_iterations=1,
         max_completion_length=args.max_completion_length,
         temperature=args.temperature,
@@ -310,7 +328,7 @@ def train_config(args: DemoArguments, method: str, output_dir: Path):
         use_cpu=True,
         bf16=False,
         fp16=False,
-        gradient_checkpointing=False,
+        gradient_checkpointing=args.gradient_checkpointing,
         use_vllm=False,
         save_strategy="no",
         logging_steps=1,

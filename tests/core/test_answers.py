@@ -162,6 +162,7 @@ def test_none_is_never_equivalent(gold, pred):
 def _checks_in_this_process(monkeypatch):
     """Route timed checks to the in-process math-verify call (which the tests below replace by fakes)."""
     answers.clear_caches()
+
     def inline(gold, pred, timeout):
         return math_equivalence._safe_verify(gold, pred)
 

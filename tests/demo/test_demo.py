@@ -86,6 +86,32 @@ def test_presets_fill_unset_fields_and_flags_win():
         DemoArguments(task="chess")
     with pytest.raises(ValueError, match="num_generations"):
         DemoArguments(num_generations=1)
+    assert (default.micro_batches, default.gradient_checkpointing) == (3, True)  # the demo's peak-memory settings
+    with pytest.raises(ValueError, match="micro_batches must divide the 12 rollouts"):
+        DemoArguments(micro_batches=5)
+
+
+def test_micro_batches_and_checkpointing_leave_the_update_unchanged(tiny_model_dir, tmp_path):
+    """One step in 4 micro-batches with gradient checkpointing moves the weights as one micro-batch does."""
+    from sasc_ttrl.demo.run import train_config, train_run
+
+    base = DemoArguments(quick=True, seed=2, num_train_questions=2, max_steps=1, learning_rate=0.05)
+    split = DemoArguments(quick=True, seed=2, num_train_questions=2, max_steps=1, learning_rate=0.05,
+                          micro_batches=4, gradient_checkpointing=True)  # fmt: skip
+    config = train_config(split, "sasc", tmp_path / "config")
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps) == (4, 4)
+    assert config.steps_per_generation == 4 and config.gradient_checkpointing
+    questions, _ = make_questions(base)
+    models = [train_run(args, "sasc", str(tiny_model_dir), questions, tmp_path / str(i))[0]
+              for i, args in enumerate((base, split))]  # fmt: skip
+    from transformers import AutoModelForCausalLM
+
+    start = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    one, four = models[0].state_dict(), models[1].state_dict()
+    moved = max((one[name] - start[name]).abs().max().item() for name in start)
+    assert moved > 1e-3  # the step changed the model, so the comparison below means something
+    worst = max((one[name] - four[name]).abs().max().item() for name in start)
+    assert worst < 1e-3 * moved
 
 
 @pytest.mark.parametrize("quick", [False, True])
