@@ -86,24 +86,24 @@ def candidates() -> dict[str, VoteSettings]:
     out: dict[str, VoteSettings] = {}
     for statistic in ("std", "mean"):
         for name, kwargs in (
-            ("exp T=1", dict(weighting="exp", weight_temperature=1.0)),
-            ("exp T=2", dict(weighting="exp", weight_temperature=2.0)),
-            ("exp T=4", dict(weighting="exp", weight_temperature=4.0)),
-            ("clipped_exp c=0.5", dict(weighting="clipped_exp", weight_clip=0.5)),
-            ("clipped_exp c=1", dict(weighting="clipped_exp", weight_clip=1.0)),
-            ("rank", dict(weighting="rank")),
+            ("exp T=1", dict(vote_weighting="exp", weight_temperature=1.0)),
+            ("exp T=2", dict(vote_weighting="exp", weight_temperature=2.0)),
+            ("exp T=4", dict(vote_weighting="exp", weight_temperature=4.0)),
+            ("clipped_exp c=0.5", dict(vote_weighting="clipped_exp", weight_clip=0.5)),
+            ("clipped_exp c=1", dict(vote_weighting="clipped_exp", weight_clip=1.0)),
+            ("rank", dict(vote_weighting="rank")),
         ):
             out[f"{name} ({statistic})"] = VoteSettings(
                 filter_ratio=0.2, gate_statistic="std", weight_statistic=statistic, **kwargs
             )
-    out["uniform"] = VoteSettings(filter_ratio=0.2, gate_statistic="std", weighting="uniform")
+    out["uniform"] = VoteSettings(filter_ratio=0.2, gate_statistic="std", vote_weighting="uniform")
     return out
 
 
 def complexity(settings: VoteSettings) -> tuple:
     """Smaller is simpler: fewer weighting parameters, the method's own statistic (std), then smaller T and c."""
-    params = {"uniform": 0, "rank": 0, "exp": 1, "clipped_exp": 2}[settings.weighting]
-    uses_mean = settings.weighting != "uniform" and settings.weight_statistic != "std"
+    params = {"uniform": 0, "rank": 0, "exp": 1, "clipped_exp": 2}[settings.vote_weighting]
+    uses_mean = settings.vote_weighting != "uniform" and settings.weight_statistic != "std"
     return (params, uses_mean, settings.weight_temperature, settings.weight_clip)
 
 

@@ -25,12 +25,18 @@ def test_candidates_are_the_rule_s_grid():
     assert len(grid) == 13  # 6 weightings x {std, mean} + uniform
     assert all(s.filter_ratio == 0.2 and s.gate_statistic == "std" for s in grid.values())
     assert {s.weight_statistic for s in grid.values()} == {"std", "mean"}
-    assert grid["exp T=4 (mean)"] == VoteSettings(weighting="exp", weight_temperature=4.0, weight_statistic="mean")
+    assert grid["exp T=4 (mean)"] == VoteSettings(
+        vote_weighting="exp", weight_temperature=4.0, weight_statistic="mean"
+    )
     assert grid["clipped_exp c=1 (std)"].weight_clip == 1.0
 
 
 def test_decide_takes_the_best_worst_case_at_16():
-    settings = {"a": VoteSettings(weighting="rank"), "b": VoteSettings(), "c": VoteSettings(weighting="uniform")}
+    settings = {
+        "a": VoteSettings(vote_weighting="rank"),
+        "b": VoteSettings(),
+        "c": VoteSettings(vote_weighting="uniform"),
+    }
     delta16 = {"a": {"s1": 0.05, "s2": -0.01}, "b": {"s1": 0.20, "s2": -0.08}, "c": {"s1": 0.00, "s2": 0.00}}
     delta8 = {"a": {"s1": 0.1, "s2": 0.1}, "b": {"s1": 0.3, "s2": 0.3}, "c": {"s1": 0.0, "s2": 0.0}}
     verdict = vote_study.decide(delta16, delta8, settings)
@@ -41,9 +47,9 @@ def test_decide_takes_the_best_worst_case_at_16():
 
 def test_decide_breaks_ties_by_mean_at_8_then_simplicity():
     settings = {
-        "exp": VoteSettings(weighting="exp"),
-        "rank": VoteSettings(weighting="rank"),
-        "clip": VoteSettings(weighting="clipped_exp"),
+        "exp": VoteSettings(vote_weighting="exp"),
+        "rank": VoteSettings(vote_weighting="rank"),
+        "clip": VoteSettings(vote_weighting="clipped_exp"),
     }
     delta16 = {name: {"s1": 0.02, "s2": 0.01} for name in settings}
     delta8 = {"exp": {"s1": 0.05}, "rank": {"s1": 0.04}, "clip": {"s1": 0.05}}
@@ -53,7 +59,7 @@ def test_decide_breaks_ties_by_mean_at_8_then_simplicity():
 
 
 def test_decide_says_when_every_worst_case_is_negative():
-    settings = {"x": VoteSettings(), "y": VoteSettings(weighting="rank")}
+    settings = {"x": VoteSettings(), "y": VoteSettings(vote_weighting="rank")}
     verdict = vote_study.decide({"x": {"s": -0.02}, "y": {"s": -0.01}}, {"x": {"s": 0.0}, "y": {"s": 0.0}}, settings)
     assert verdict["winner"] == "y" and verdict["all_negative"]
     with pytest.raises(ValueError, match="same"):

@@ -47,7 +47,7 @@ class CompareVotesArguments:
         k_list: Votes of k rollouts; k larger than a question's n uses all of its rollouts.
         resamples: Random k-subsets per question and k (the same subsets for every variant).
         variants: Extra variants as ``key=value,...`` over the fields of ``VoteSettings`` (e.g.
-            ``gate_statistic=mean,weighting=rank``); added to the default set.
+            ``gate_statistic=mean,vote_weighting=rank``); added to the default set.
         only: Compare only majority voting and the ``--variants`` (skip the default set).
         bootstrap: Bootstrap resamples of the questions for the intervals.
         seed: Seed of the subsets and the bootstrap.

@@ -57,7 +57,7 @@ class VoteArguments:
         return VoteSettings(
             filter_ratio=self.filter_ratio,
             weight_temperature=self.weight_temperature,
-            weighting=self.vote_weighting,
+            vote_weighting=self.vote_weighting,
             gate_statistic=self.gate_statistic,
             weight_statistic=self.weight_statistic,
             weight_clip=self.weight_clip,

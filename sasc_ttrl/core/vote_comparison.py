@@ -37,20 +37,20 @@ def default_variants() -> dict[str, VoteSettings | None]:
     v = VoteSettings
     variants: dict[str, VoteSettings | None] = {MAJORITY: None, DEFAULT_VARIANT: v()}
     extra = [
-        v(weighting="exp"),
-        v(weighting="uniform"),
+        v(vote_weighting="exp"),
+        v(vote_weighting="uniform"),
         v(filter_ratio=0.0),
-        v(weighting="clipped_exp", weight_clip=0.5),
-        v(weighting="rank"),
-        v(weighting="exp", weight_temperature=4.0),
+        v(vote_weighting="clipped_exp", weight_clip=0.5),
+        v(vote_weighting="rank"),
+        v(vote_weighting="exp", weight_temperature=4.0),
         v(weight_statistic="mean"),
-        v(weight_statistic="mean", weighting="rank"),
+        v(weight_statistic="mean", vote_weighting="rank"),
         v(weight_statistic="std_length_matched"),
-        v(weight_statistic="std_length_matched", weighting="rank"),
+        v(weight_statistic="std_length_matched", vote_weighting="rank"),
     ]
     for statistic in STATISTICS[1:]:
         extra.append(v(gate_statistic=statistic, weight_statistic=statistic))
-    extra.append(v(gate_statistic="mean", weighting="uniform"))
+    extra.append(v(gate_statistic="mean", vote_weighting="uniform"))
     for settings in extra:
         variants[variant_name(settings)] = settings
     return variants
@@ -61,27 +61,25 @@ def variant_name(settings: VoteSettings) -> str:
     gate = "no gate" if settings.filter_ratio == 0 else f"gate {settings.gate_statistic}"
     if settings.filter_ratio not in (0.0, 0.2):
         gate += f"@{settings.filter_ratio:g}"
-    if settings.weighting == "uniform":
+    if settings.vote_weighting == "uniform":
         weight = "uniform"
     else:
-        weight = f"{settings.weighting}({settings.weight_statistic})"
-        if settings.weighting in ("exp", "clipped_exp") and settings.weight_temperature != 1.0:
+        weight = f"{settings.vote_weighting}({settings.weight_statistic})"
+        if settings.vote_weighting in ("exp", "clipped_exp") and settings.weight_temperature != 1.0:
             weight += f" T={settings.weight_temperature:g}"
-        if settings.weighting == "clipped_exp" and settings.weight_clip != VoteSettings.weight_clip:
+        if settings.vote_weighting == "clipped_exp" and settings.weight_clip != VoteSettings.weight_clip:
             weight += f" c={settings.weight_clip:g}"
     return f"{gate} + {weight}"
 
 
 def parse_variant(spec: str) -> VoteSettings:
-    """A variant from ``"gate_statistic=mean,weighting=rank"`` (fields of [`VoteSettings`]; ``weighting`` may
-    also be written ``vote_weighting``)."""
+    """A variant from ``"gate_statistic=mean,vote_weighting=rank"`` (fields of [`VoteSettings`])."""
     known = {f.name: f for f in fields(VoteSettings)}
     kwargs: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         if "=" not in part:
             raise ValueError(f"variant {spec!r}: expected key=value pairs, got {part!r}")
         key, value = (x.strip() for x in part.split("=", 1))
-        key = "weighting" if key == "vote_weighting" else key
         if key not in known or key in ("answer_timeout", "vote_log_path"):
             raise ValueError(f"variant {spec!r}: unknown field {key!r}")
         kind = type(getattr(VoteSettings(), key))

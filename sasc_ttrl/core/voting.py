@@ -32,7 +32,7 @@ class VoteSettings:
     Attributes:
         filter_ratio: Share of answered rollouts dropped by the stability gate (0 turns the gate off).
         weight_temperature: Temperature ``T`` of the ``exp`` / ``clipped_exp`` weights.
-        weighting: One of [`WEIGHTINGS`] (``uniform`` = gate only).
+        vote_weighting: One of [`WEIGHTINGS`] (``uniform`` = gate only).
         gate_statistic: Instability statistic the gate ranks by (one of [`stability.STATISTICS`]); the method's
             gate is ``std``.
         weight_statistic: Instability statistic whose within-group z-score sets the weights.
@@ -49,7 +49,7 @@ class VoteSettings:
 
     filter_ratio: float = 0.2
     weight_temperature: float = 1.0
-    weighting: str = DEFAULT_WEIGHTING
+    vote_weighting: str = DEFAULT_WEIGHTING
     gate_statistic: str = "std"
     weight_statistic: str = "std"
     weight_clip: float = DEFAULT_WEIGHT_CLIP
@@ -66,8 +66,8 @@ class VoteSettings:
             raise ValueError(f"filter_ratio must be in [0, 1), got {self.filter_ratio}")
         if self.weight_temperature <= 0:
             raise ValueError(f"weight_temperature must be > 0, got {self.weight_temperature}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting (vote_weighting) must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.vote_weighting not in WEIGHTINGS:
+            raise ValueError(f"vote_weighting must be one of {WEIGHTINGS}, got {self.vote_weighting!r}")
         for name in ("gate_statistic", "weight_statistic"):
             if getattr(self, name) not in STATISTICS:
                 raise ValueError(f"{name} must be one of {STATISTICS}, got {getattr(self, name)!r}")
@@ -219,7 +219,7 @@ def sasc_vote(
     instabilities: Sequence[float],
     filter_ratio: float = 0.2,
     weight_temperature: float = 1.0,
-    weighting: str = DEFAULT_WEIGHTING,
+    vote_weighting: str = DEFAULT_WEIGHTING,
     classes: Sequence[int | None] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_SECONDS,
     weight_scores: Sequence[float] | None = None,
@@ -230,7 +230,7 @@ def sasc_vote(
     Over the ``m`` rollouts that gave an answer: drop the ``floor(filter_ratio * m)`` least stable (largest
     ``instabilities``; among equal instabilities the later rollout is dropped first; at least one rollout always
     stays); z-score the ``weight_scores`` (the instabilities when omitted) over the ``m`` answered rollouts; each
-    kept rollout votes with the weight of ``weighting`` (see [`WEIGHTINGS`]). The class with the largest total
+    kept rollout votes with the weight of ``vote_weighting`` (see [`WEIGHTINGS`]). The class with the largest total
     weight wins; ties go to the larger count, then to the class whose earliest kept rollout comes first.
 
     Args:
@@ -238,7 +238,7 @@ def sasc_vote(
         instabilities: Gate score of each rollout (the std of its top-k entropy sequence, by the method).
         filter_ratio: Share of the answered rollouts dropped by the gate, in ``[0, 1)``.
         weight_temperature: Temperature ``T`` of the ``exp`` and ``clipped_exp`` weights (> 0).
-        weighting: One of [`WEIGHTINGS`].
+        vote_weighting: One of [`WEIGHTINGS`].
         classes: Precomputed equivalence classes; computed when omitted.
         timeout: Per-check math-verify timeout.
         weight_scores: Score whose z-score sets the weights (larger = less stable); defaults to ``instabilities``.
@@ -251,7 +251,10 @@ def sasc_vote(
         )
     # The checks of VoteSettings, so that the raw-argument entry point rejects exactly what the settings reject.
     VoteSettings(
-        filter_ratio=filter_ratio, weight_temperature=weight_temperature, weighting=weighting, weight_clip=weight_clip
+        filter_ratio=filter_ratio,
+        weight_temperature=weight_temperature,
+        vote_weighting=vote_weighting,
+        weight_clip=weight_clip,
     )
     classes = list(classes) if classes is not None else group_equivalent(answers, timeout=timeout)
     answered = [i for i, c in enumerate(classes) if c is not None]
@@ -275,7 +278,7 @@ def sasc_vote(
     voters = order[: m - n_drop]
     for i in voters:
         kept[i] = True
-    for i, w in zip(voters, _weights(voters, zscores, weight_scores, weighting, weight_temperature, weight_clip)):
+    for i, w in zip(voters, _weights(voters, zscores, weight_scores, vote_weighting, weight_temperature, weight_clip)):
         weights[i] = w
     return _finish(answers, classes, _weighted_winner(classes, weights, kept), weights, kept, zscores)
 
@@ -284,16 +287,16 @@ def _weights(
     voters: list[int],
     zscores: Sequence[float | None],
     scores: Sequence[float],
-    weighting: str,
+    vote_weighting: str,
     temperature: float,
     clip: float,
 ) -> list[float]:
     """Vote weight of each kept rollout (see [`WEIGHTINGS`])."""
-    if weighting == "uniform":
+    if vote_weighting == "uniform":
         return [1.0] * len(voters)
-    if weighting == "exp":
+    if vote_weighting == "exp":
         return [math.exp(-zscores[i] / temperature) for i in voters]  # type: ignore[operator]
-    if weighting == "clipped_exp":
+    if vote_weighting == "clipped_exp":
         return [math.exp(-min(max(zscores[i], -clip), clip) / temperature) for i in voters]  # type: ignore[type-var]
     # rank: average rank among equal scores (0 = most stable), mapped linearly onto [1.5, 0.5].
     if len(voters) == 1:
@@ -339,7 +342,7 @@ def vote_from_scores(
         gate_scores,
         filter_ratio=settings.filter_ratio,
         weight_temperature=settings.weight_temperature,
-        weighting=settings.weighting,
+        vote_weighting=settings.vote_weighting,
         classes=classes,
         weight_scores=weight_scores,
         weight_clip=settings.weight_clip,

@@ -58,7 +58,7 @@ def samples_file(tmp_path):
 
 def test_full_group_votes_match_the_hand_computed_outcomes(samples_file):
     questions = load_rollouts(samples_file)
-    variants = {MAJORITY: None, DEFAULT_VARIANT: VoteSettings(), "gate only": VoteSettings(weighting="uniform")}
+    variants = {MAJORITY: None, DEFAULT_VARIANT: VoteSettings(), "gate only": VoteSettings(vote_weighting="uniform")}
     acc = accuracy_table(questions, variants, [6])[6]  # k >= n: each question's whole group
     # Rows: questions a, b; columns: majority, sasc default, gate only.
     assert acc.tolist() == [[0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
@@ -102,14 +102,14 @@ def test_signal_quality_auroc(samples_file):
 
 def test_variant_names_and_parsing():
     assert variant_name(VoteSettings()) == "gate std + clipped_exp(std)"  # the default, c = 1
-    assert variant_name(VoteSettings(weighting="exp")) == "gate std + exp(std)"
+    assert variant_name(VoteSettings(vote_weighting="exp")) == "gate std + exp(std)"
     assert variant_name(VoteSettings(weight_clip=0.5)) == "gate std + clipped_exp(std) c=0.5"
-    assert variant_name(VoteSettings(filter_ratio=0.0, weighting="rank")) == "no gate + rank(std)"
-    assert variant_name(VoteSettings(gate_statistic="mean", weighting="uniform", filter_ratio=0.3)) == (
+    assert variant_name(VoteSettings(filter_ratio=0.0, vote_weighting="rank")) == "no gate + rank(std)"
+    assert variant_name(VoteSettings(gate_statistic="mean", vote_weighting="uniform", filter_ratio=0.3)) == (
         "gate mean@0.3 + uniform"
     )
     parsed = parse_variant("gate_statistic=tail, vote_weighting=clipped_exp, weight_clip=0.25, tail_tokens=4")
-    assert (parsed.gate_statistic, parsed.weighting, parsed.weight_clip, parsed.tail_tokens) == (
+    assert (parsed.gate_statistic, parsed.vote_weighting, parsed.weight_clip, parsed.tail_tokens) == (
         "tail",
         "clipped_exp",
         0.25,
@@ -162,7 +162,7 @@ def test_cli_writes_every_report_file(samples_file, tmp_path):
             "--only",
             "true",
             "--variants",
-            "weighting=rank",
+            "vote_weighting=rank",
             "--output_dir",
             str(out),
         ]

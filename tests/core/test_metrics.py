@@ -93,7 +93,7 @@ def test_sasc_vote_at_k_uses_the_stability_of_each_sample():
     assert vote_at_k(answers, correct, 5, method="sasc", entropies=entropies) == 1.0
     # Equal weights and no gate: the stability-aware vote is the majority vote.
     uniform = vote_at_k(
-        answers, correct, 5, method="sasc", entropies=entropies, settings=VoteSettings(0.0, weighting="uniform")
+        answers, correct, 5, method="sasc", entropies=entropies, settings=VoteSettings(0.0, vote_weighting="uniform")
     )
     assert uniform == 0.0
     with pytest.raises(ValueError):

@@ -75,7 +75,7 @@ def test_gate_and_weight_are_separate_switches():
     answers = ["1", "1", "2", "2", "2", "3"]
     s = [0.1, 0.1, 0.8, 0.85, 0.9, 3.0]
     both = sasc_vote(answers, s)
-    gate_only = sasc_vote(answers, s, weighting="uniform")
+    gate_only = sasc_vote(answers, s, vote_weighting="uniform")
     weight_only = sasc_vote(answers, s, filter_ratio=0.0)
     assert both.kept == [True] * 5 + [False]
     assert gate_only.kept == both.kept and set(gate_only.weights[:5]) == {1.0}
@@ -117,40 +117,40 @@ def test_bounded_weights_stop_one_stable_rollout_outvoting_a_clear_majority():
     # One extremely stable rollout says "7"; four similar, moderately stable rollouts say "8".
     answers = ["7", "8", "8", "8", "8"]
     s = [0.0, 1.0, 1.0, 1.0, 1.0]
-    exp = sasc_vote(answers, s, filter_ratio=0.0, weighting="exp")
+    exp = sasc_vote(answers, s, filter_ratio=0.0, vote_weighting="exp")
     assert exp.pseudo_label == "7"  # exp(-z): z = -2 gives weight e^2 = 7.4 against 4 x e^-0.5
-    clipped = sasc_vote(answers, s, filter_ratio=0.0, weighting="clipped_exp", weight_clip=0.5)
+    clipped = sasc_vote(answers, s, filter_ratio=0.0, vote_weighting="clipped_exp", weight_clip=0.5)
     assert max(clipped.weights) / min(clipped.weights) <= math.exp(2 * 0.5) + 1e-9  # c = 0.5
     assert clipped.pseudo_label == "8"
     default = sasc_vote(answers, s, filter_ratio=0.0)  # clipped_exp, c = 1: one voter outweighs at most e^2 = 7.4
     assert max(default.weights) / min(default.weights) <= math.exp(2 * 1.0) + 1e-9
     assert default.pseudo_label == "7"  # e = 2.72 against 4 x e^-0.5 = 2.43: c = 1 lets it win 1 against 4 ...
     assert sasc_vote([*answers, "8"], [*s, 1.0], filter_ratio=0.0).pseudo_label == "8"  # ... not 1 against 5
-    rank = sasc_vote(answers, s, filter_ratio=0.0, weighting="rank")
+    rank = sasc_vote(answers, s, filter_ratio=0.0, vote_weighting="rank")
     assert rank.pseudo_label == "8"
     assert max(rank.weights) <= 1.5 and min(rank.weights) >= 0.5
 
 
 def test_rank_weights_average_ties_and_span_half_to_one_and_a_half():
     answers = ["1", "2", "3", "4", "5"]
-    rank = sasc_vote(answers, [0.1, 0.5, 0.5, 0.9, 0.3], filter_ratio=0.0, weighting="rank")
+    rank = sasc_vote(answers, [0.1, 0.5, 0.5, 0.9, 0.3], filter_ratio=0.0, vote_weighting="rank")
     assert rank.weights == pytest.approx([1.5, 0.875, 0.875, 0.5, 1.25])
     assert np.mean(rank.weights) == pytest.approx(1.0)
-    single = sasc_vote(["1", None], [0.3, 0.0], weighting="rank")
+    single = sasc_vote(["1", None], [0.3, 0.0], vote_weighting="rank")
     assert single.weights == [1.0, 0.0]
 
 
-@pytest.mark.parametrize("weighting", WEIGHTINGS)
-def test_every_weighting_with_no_gate_and_equal_instability_is_the_majority(weighting):
+@pytest.mark.parametrize("vote_weighting", WEIGHTINGS)
+def test_every_weighting_with_no_gate_and_equal_instability_is_the_majority(vote_weighting):
     answers = ["4", "5", "4", None, "5", "4"]
-    result = sasc_vote(answers, [0.3] * 6, filter_ratio=0.0, weighting=weighting)
+    result = sasc_vote(answers, [0.3] * 6, filter_ratio=0.0, vote_weighting=vote_weighting)
     assert result.pseudo_label == majority_vote(answers).pseudo_label == "4"
     assert result.rewards == majority_vote(answers).rewards
 
 
 def test_clipped_exp_clip_and_temperature():
     answers = ["1", "2", "3"]
-    result = sasc_vote(answers, [0.0, 0.5, 10.0], filter_ratio=0.0, weighting="clipped_exp", weight_clip=0.5)
+    result = sasc_vote(answers, [0.0, 0.5, 10.0], filter_ratio=0.0, vote_weighting="clipped_exp", weight_clip=0.5)
     z = result.zscores
     expected = [math.exp(-max(-0.5, min(0.5, zi))) for zi in z]  # type: ignore[arg-type]
     assert result.weights == pytest.approx(expected)
@@ -161,7 +161,7 @@ def test_clipped_exp_clip_and_temperature():
     [
         (dict(gate_statistic="median"), "gate_statistic"),
         (dict(weight_statistic="var"), "weight_statistic"),
-        (dict(weighting="softmax"), "weighting"),
+        (dict(vote_weighting="softmax"), "vote_weighting"),
         (dict(weight_clip=0.0), "weight_clip"),
         (dict(tail_tokens=0), "tail_tokens"),
         (dict(window_tokens=0), "window_tokens"),
@@ -203,7 +203,7 @@ def test_config_fields_reach_the_vote_settings():
         tail_tokens=8,
     )
     settings = config.vote_settings
-    assert (settings.gate_statistic, settings.weight_statistic, settings.weighting, settings.tail_tokens) == (
+    assert (settings.gate_statistic, settings.weight_statistic, settings.vote_weighting, settings.tail_tokens) == (
         "tail",
         "std_length_matched",
         "rank",
@@ -228,7 +228,7 @@ def test_cached_scores_give_the_same_votes_as_stability_vote():
         entropies = [[rng.random() * rng.choice([0.1, 3.0]) for _ in range(rng.randint(1, 12))] for _ in range(n)]
         question = Question(f"q{trial}", answers, [a == "1" for a in answers], entropies, classes)
         settings = VoteSettings(
-            weighting=rng.choice(["exp", "clipped_exp", "rank", "uniform"]),
+            vote_weighting=rng.choice(["exp", "clipped_exp", "rank", "uniform"]),
             gate_statistic=rng.choice(["std", "mean", "tail"]),
             weight_statistic=rng.choice(["std", "mean", "bottom_window", "std_length_matched"]),
             weight_temperature=rng.choice([1.0, 4.0]),

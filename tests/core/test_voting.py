@@ -30,7 +30,7 @@ def test_stability_weighting_overturns_the_majority():
     # m = 5, floor(0.2 * 5) = 1 dropped: rollout 4 (s = 1.0, the largest).
     # mean 0.46, population std sqrt(0.572 / 5) = 0.33823; z = [-1.0644, -1.0644, 0.1183, 0.4139, 1.5965].
     # Weights: "7": 2 * exp(1.0644) = 5.798; "9": exp(-0.1183) + exp(-0.4139) = 0.8885 + 0.6611 = 1.5496.
-    result = sasc_vote(answers, s, weighting="exp")
+    result = sasc_vote(answers, s, vote_weighting="exp")
     z = _z(s)
     assert z == pytest.approx([-1.0644, -1.0644, 0.1183, 0.4139, 1.5965], abs=1e-4)
     assert result.zscores == pytest.approx(z, abs=1e-12)
@@ -49,7 +49,7 @@ def test_stability_weighting_overturns_the_majority():
     assert majority.rewards == [0.0, 0.0, 1.0, 1.0, 1.0]
     assert majority.majority_ratio == pytest.approx(3 / 5)
     # So does the gate with uniform weights (2 kept "9" vs 2 "7": a tie in weight and count, earliest kept wins).
-    uniform = sasc_vote(answers, s, weighting="uniform")
+    uniform = sasc_vote(answers, s, vote_weighting="uniform")
     assert uniform.weights == [1.0, 1.0, 1.0, 1.0, 0.0]
     assert uniform.pseudo_label == "7"
 
@@ -59,7 +59,7 @@ def test_dropped_rollouts_that_agree_are_rewarded():
     s = [0.9, 0.1, 0.2, 0.3, 0.4]
     # Rollout 0 is the least stable and is dropped; z = [1.8667, -1.0051, -0.6462, -0.2872, 0.0718].
     # "4": exp(1.0051) + exp(0.6462) = 4.6405, "6": exp(0.2872) + exp(-0.0718) = 2.2634.
-    result = sasc_vote(answers, s, weighting="exp")
+    result = sasc_vote(answers, s, vote_weighting="exp")
     assert result.kept == [False, True, True, True, True]
     assert result.weights[0] == 0.0
     assert result.zscores[0] == pytest.approx(1.8667, abs=1e-4)  # dropped rollouts still have a z-score
@@ -97,13 +97,13 @@ def test_weight_temperature():
     answers = ["7", "7", "9", "9", "9"]
     s = [0.1, 0.1, 0.5, 0.6, 1.0]
     z = _z(s)
-    result = sasc_vote(answers, s, weight_temperature=2.0, weighting="exp")
+    result = sasc_vote(answers, s, weight_temperature=2.0, vote_weighting="exp")
     assert result.weights == pytest.approx([math.exp(-zi / 2.0) for zi in z[:4]] + [0.0], abs=1e-12)
     # A very high temperature flattens the weights towards 1 (the gate still applies).
-    flat = sasc_vote(answers, s, weight_temperature=1e6, weighting="exp")
+    flat = sasc_vote(answers, s, weight_temperature=1e6, vote_weighting="exp")
     assert flat.weights == pytest.approx([1.0, 1.0, 1.0, 1.0, 0.0], abs=1e-5)
     # A low one sharpens them: the most stable class wins by far.
-    sharp = sasc_vote(answers, s, weight_temperature=0.1, weighting="exp")
+    sharp = sasc_vote(answers, s, weight_temperature=0.1, vote_weighting="exp")
     assert sharp.pseudo_label == "7"
     assert sharp.weights[0] == pytest.approx(math.exp(-z[0] / 0.1))
     assert sharp.weights[0] > 1000 * sharp.weights[2]
@@ -114,8 +114,8 @@ def test_gate_without_weights_can_also_decide():
     answers = ["9", "7", "7", "9", "9"]
     s = [1.0, 0.1, 0.1, 0.5, 0.6]
     assert majority_vote(answers).pseudo_label == "9"
-    assert sasc_vote(answers, s, filter_ratio=0.0, weighting="uniform").pseudo_label == "9"
-    uniform = sasc_vote(answers, s, weighting="uniform")
+    assert sasc_vote(answers, s, filter_ratio=0.0, vote_weighting="uniform").pseudo_label == "9"
+    uniform = sasc_vote(answers, s, vote_weighting="uniform")
     assert uniform.kept == [False, True, True, True, True]
     assert uniform.pseudo_label == "7"
     assert uniform.rewards == [0.0, 1.0, 1.0, 0.0, 0.0]
@@ -141,13 +141,15 @@ def test_weight_tie_goes_to_the_larger_count():
     s = [0.0, 1.0, 1.0]
     z = _z(s)
     temperature = (z[1] - z[0]) / math.log(2)
-    result = sasc_vote(["A", "B", "B"], s, weight_temperature=temperature, weighting="exp")
+    result = sasc_vote(["A", "B", "B"], s, weight_temperature=temperature, vote_weighting="exp")
     assert all(result.kept)  # floor(0.2 * 3) = 0
     assert round(result.weights[0], 9) == round(result.weights[1] + result.weights[2], 9)
     assert result.pseudo_label == "B"
     assert result.rewards == [0.0, 1.0, 1.0]
     # Slightly colder: "A" (the most stable) wins on weight alone.
-    assert sasc_vote(["A", "B", "B"], s, weight_temperature=temperature * 0.9, weighting="exp").pseudo_label == "A"
+    assert (
+        sasc_vote(["A", "B", "B"], s, weight_temperature=temperature * 0.9, vote_weighting="exp").pseudo_label == "A"
+    )
 
 
 def test_weight_and_count_tie_goes_to_the_earliest():
@@ -175,7 +177,7 @@ def test_at_least_one_rollout_is_kept():
 
 def test_equivalent_answers_share_a_class():
     answers = ["\\frac{1}{2}", "0.5", "3", "\\dfrac12", "3"]
-    result = sasc_vote(answers, [0.1, 0.2, 0.3, 0.4, 0.5], filter_ratio=0.0, weighting="uniform")
+    result = sasc_vote(answers, [0.1, 0.2, 0.3, 0.4, 0.5], filter_ratio=0.0, vote_weighting="uniform")
     assert result.classes == [0, 0, 1, 0, 1]
     assert result.pseudo_label == "\\frac{1}{2}"  # the class representative: its first answer
     assert result.rewards == [1.0, 1.0, 0.0, 1.0, 0.0]
@@ -228,7 +230,7 @@ def test_precomputed_classes_are_used():
         ({"filter_ratio": -0.1}, "filter_ratio"),
         ({"weight_temperature": 0.0}, "weight_temperature"),
         ({"weight_temperature": -1.0}, "weight_temperature"),
-        ({"weighting": "linear"}, "weighting"),
+        ({"vote_weighting": "linear"}, "vote_weighting"),
         ({"instabilities": [0.1, float("nan"), 0.3]}, "finite"),
         ({"instabilities": [0.1, float("inf"), 0.3]}, "finite"),
     ],
@@ -285,7 +287,7 @@ def test_permuting_a_group_permutes_the_rewards(group, data):
 @given(group=groups())
 def test_no_gate_uniform_weights_is_the_majority_vote(group):
     answers, s = group
-    sasc = sasc_vote(answers, s, filter_ratio=0.0, weighting="uniform")
+    sasc = sasc_vote(answers, s, filter_ratio=0.0, vote_weighting="uniform")
     majority = majority_vote(answers)
     assert sasc.label_class == majority.label_class
     assert sasc.pseudo_label == majority.pseudo_label
@@ -297,12 +299,14 @@ def test_no_gate_uniform_weights_is_the_majority_vote(group):
 @given(
     group=groups(),
     filter_ratio=st.sampled_from([0.0, 0.2, 0.5, 0.9]),
-    weighting=st.sampled_from(["exp", "uniform"]),
+    vote_weighting=st.sampled_from(["exp", "uniform"]),
     temperature=st.sampled_from([0.5, 1.0, 3.0]),
 )
-def test_vote_invariants(group, filter_ratio, weighting, temperature):
+def test_vote_invariants(group, filter_ratio, vote_weighting, temperature):
     answers, s = group
-    result = sasc_vote(answers, s, filter_ratio=filter_ratio, weighting=weighting, weight_temperature=temperature)
+    result = sasc_vote(
+        answers, s, filter_ratio=filter_ratio, vote_weighting=vote_weighting, weight_temperature=temperature
+    )
     n = len(answers)
     m = sum(a is not None for a in answers)
     assert len(result.rewards) == len(result.kept) == len(result.weights) == len(result.zscores) == n

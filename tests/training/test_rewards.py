@@ -72,14 +72,14 @@ def test_settings_reach_the_reward():
     completions = [f"\\boxed{{{a}}}" for a in ["9", "7", "7", "9", "9"]]
     entropies = [_entropies(s) for s in [1.0, 0.1, 0.1, 0.5, 0.6]]
     call = {"prompts": ["p"] * 5, "completions": completions, "token_entropies": entropies}
-    (default,) = get_reward_funcs(["sasc"], VoteSettings(weighting="uniform"))
-    (no_gate,) = get_reward_funcs(["sasc"], VoteSettings(filter_ratio=0.0, weighting="uniform"))
+    (default,) = get_reward_funcs(["sasc"], VoteSettings(vote_weighting="uniform"))
+    (no_gate,) = get_reward_funcs(["sasc"], VoteSettings(filter_ratio=0.0, vote_weighting="uniform"))
     assert default(**call) == [0.0, 1.0, 1.0, 0.0, 0.0]
     assert no_gate(**call) == [1.0, 0.0, 0.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"filter_ratio": 1.0}, {"filter_ratio": -0.2}, {"weight_temperature": 0.0}, {"weighting": "soft"}]
+    "kwargs", [{"filter_ratio": 1.0}, {"filter_ratio": -0.2}, {"weight_temperature": 0.0}, {"vote_weighting": "soft"}]
 )
 def test_vote_settings_validation(kwargs):
     with pytest.raises(ValueError):
