@@ -39,7 +39,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, P
 from trl import GRPOConfig, GRPOTrainer, TrlParser
 
 import sasc_ttrl.core.answers as answers_module
-import sasc_ttrl.training.rewards as rewards_module
+import sasc_ttrl.training.rewards.vote as rewards_module
 from sasc_ttrl.core import math_equivalence
 from sasc_ttrl.core.answers import extract_answer, group_equivalent
 from sasc_ttrl.data.training_data import load_math_dataset
@@ -63,7 +63,7 @@ PARTS = [
     ("reward", "the reward function, whole call"),
     ("answer parsing", "`extract_answer` on every completion"),
     ("instability", "`instability` (std of each entropy sequence)"),
-    ("gather", "`_gather_records` (cross-process gather; one process here)"),
+    ("gather", "`gather_records` (cross-process gather; one process here)"),
     ("classes", "`group_equivalent` (math-verify equivalence classes)"),
     ("vote", "the stability-aware vote / `majority_vote` / the plain majority count"),
     ("diagnostics", "`group_diagnostics` (logged label/reward accuracy vs hidden answers)"),
@@ -154,7 +154,7 @@ def install_timers(timers: record.Timers) -> None:
     for attribute, part in [
         ("extract_answer", "answer parsing"),
         ("instability", "instability"),
-        ("_gather_records", "gather"),
+        ("gather_records", "gather"),
         ("group_equivalent", "classes"),
         ("majority_vote", "vote"),
         ("group_diagnostics", "diagnostics"),
@@ -163,7 +163,7 @@ def install_timers(timers: record.Timers) -> None:
     # The stability-aware vote's entry point in the rewards module (named differently across versions).
     votes = [name for name in VOTE_FUNCTIONS if hasattr(rewards_module, name)]
     if not votes:
-        raise RuntimeError(f"sasc_ttrl.rewards has none of {VOTE_FUNCTIONS}: update VOTE_FUNCTIONS")
+        raise RuntimeError(f"sasc_ttrl.training.rewards.vote has none of {VOTE_FUNCTIONS}: update VOTE_FUNCTIONS")
     for name in votes:
         timers.wrap(rewards_module, name, "vote")
 

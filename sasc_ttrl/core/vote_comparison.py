@@ -80,7 +80,7 @@ def parse_variant(spec: str) -> VoteSettings:
         if "=" not in part:
             raise ValueError(f"variant {spec!r}: expected key=value pairs, got {part!r}")
         key, value = (x.strip() for x in part.split("=", 1))
-        if key not in known or key in ("answer_timeout", "vote_log_path"):
+        if key not in known or key == "answer_timeout":
             raise ValueError(f"variant {spec!r}: unknown field {key!r}")
         kind = type(getattr(VoteSettings(), key))
         kwargs[key] = kind(value)

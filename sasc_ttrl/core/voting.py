@@ -40,8 +40,6 @@ class VoteSettings:
         tail_tokens: Tokens of the ``tail`` statistic.
         window_tokens: Window of the ``bottom_window`` statistic.
         answer_timeout: Seconds allowed for one math-verify check.
-        vote_log_path: When set, the main process appends one JSON line per voted group (answers, instabilities,
-            kept, weights, pseudo-label, rewards, and the rank each rollout came from) to this file.
         min_label_share: The training reward's confidence filter: a group whose pseudo-label holds less than this
             share of the vote ([`VoteResult.label_share`]) gives every rollout reward 0, so GRPO does not train on it
             (0 turns the filter off). Votes themselves (and the offline pipeline) ignore it.
@@ -56,7 +54,6 @@ class VoteSettings:
     tail_tokens: int = 32
     window_tokens: int = 16
     answer_timeout: float | None = DEFAULT_TIMEOUT_SECONDS
-    vote_log_path: str | None = None
     min_label_share: float = 0.0
 
     def __post_init__(self):

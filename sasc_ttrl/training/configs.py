@@ -13,7 +13,7 @@ from trl import GRPOConfig, ScriptArguments
 from ..core.vote_arguments import VoteArguments
 from ..core.voting import VoteSettings
 from ..data.prompts import PROMPT_STYLES, check_prompt_style
-from .rewards import REWARD_FACTORIES
+from .rewards import REWARD_FACTORIES, is_registry_reference
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ class SASCConfig(GRPOConfig, VoteArguments):
 
     @property
     def vote_settings(self) -> VoteSettings:
-        """The vote hyper-parameters as the pure core takes them, with the audit log of this run."""
-        return replace(super().vote_settings, vote_log_path=self.vote_log_path, min_label_share=self.min_label_share)
+        """The vote hyper-parameters as the pure core takes them, with the reward's confidence filter."""
+        return replace(super().vote_settings, min_label_share=self.min_label_share)
 
     def __post_init__(self):
         with warnings.catch_warnings():
@@ -189,7 +189,7 @@ class SASCConfig(GRPOConfig, VoteArguments):
         if not self.reward_funcs:
             raise ValueError(f"reward_funcs is empty: name at least one of {sorted(REWARD_FACTORIES)}")
         for name in self.reward_funcs:
-            if name not in REWARD_FACTORIES and "." not in name:
+            if not is_registry_reference(name):
                 raise ValueError(
                     f"reward_funcs: unknown reward {name!r}; expected one of {sorted(REWARD_FACTORIES)} or a dotted "
                     "import path"

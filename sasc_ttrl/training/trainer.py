@@ -94,9 +94,9 @@ class SASCTrainer(GRPOTrainer):
         if kwargs.get("tools") or kwargs.get("rollout_func") is not None:
             raise NotImplementedError("SASCTrainer does not support tools or rollout_func")
         if reward_funcs is None:
-            reward_funcs = get_reward_funcs(args.reward_funcs, args.vote_settings)
+            reward_funcs = get_reward_funcs(args.reward_funcs, args.vote_settings, args.vote_log_path)
         else:
-            reward_funcs = resolve_reward_funcs(reward_funcs, args.vote_settings)
+            reward_funcs = resolve_reward_funcs(reward_funcs, args.vote_settings, args.vote_log_path)
         self._rollout_field_names = rollout_fields_requested(reward_funcs)
         self._wants_entropies = "token_entropies" in self._rollout_field_names
         check_dataset_columns(self._rollout_field_names, kwargs.get("train_dataset"), kwargs.get("eval_dataset"))

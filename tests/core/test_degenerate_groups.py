@@ -20,10 +20,12 @@ from sasc_ttrl.training.rewards import get_reward_funcs
 NAN, INF = float("nan"), float("inf")
 
 
-def rewards(vote: str, completions, entropies, **settings) -> tuple[list[float], dict[str, float]]:
+def rewards(
+    vote: str, completions, entropies, vote_log_path: str | None = None, **settings
+) -> tuple[list[float], dict[str, float]]:
     """Call the registered reward like TRL does (one group), with the logging hooks."""
     logged: dict[str, float] = {}
-    func = get_reward_funcs([vote], VoteSettings(**settings))[0]
+    func = get_reward_funcs([vote], VoteSettings(**settings), vote_log_path)[0]
     out = func(
         prompts=["q"] * len(completions),
         completions=completions,

@@ -12,13 +12,13 @@ from sasc_ttrl.core.answers import extract_answer
 from sasc_ttrl.core.label_diagnostics import group_diagnostics
 from sasc_ttrl.core.stability import instability
 from sasc_ttrl.core.voting import VoteSettings, majority_vote, sasc_vote
-from sasc_ttrl.training import rewards as rewards_module
 from sasc_ttrl.training.rewards import (
     completion_text,
     get_reward_funcs,
     make_majority_reward,
     make_sasc_reward,
     register_reward,
+    registry,
 )
 
 # --------------------------------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def test_bad_dotted_path_raises_value_error(name):
 
 
 def test_register_reward_refuses_duplicates(monkeypatch):
-    monkeypatch.setattr(rewards_module, "REWARD_FACTORIES", dict(rewards_module.REWARD_FACTORIES))
+    monkeypatch.setattr(registry, "REWARD_FACTORIES", dict(registry.REWARD_FACTORIES))
     with pytest.raises(ValueError, match="sasc"):
         register_reward("sasc", make_majority_reward)
 
@@ -65,6 +65,16 @@ def test_register_reward_refuses_duplicates(monkeypatch):
     assert func(prompts=["p"], completions=["c"]) == [0.5]
     with pytest.raises(ValueError, match="constant"):
         register_reward("constant", constant_factory)
+
+    @register_reward("decorated")
+    def decorated_factory(settings):
+        return lambda prompts, completions, **kwargs: [float(settings.filter_ratio)] * len(completions)
+
+    assert registry.REWARD_FACTORIES["decorated"] is decorated_factory  # the decorator returns the factory
+    (func,) = get_reward_funcs(["decorated"], VoteSettings(filter_ratio=0.3), vote_log_path="unused.jsonl")
+    assert func(prompts=["p"], completions=["c"]) == [0.3]  # no vote_log_path: it does not log votes
+    with pytest.raises(ValueError, match="decorated"):
+        register_reward("decorated")(decorated_factory)
 
 
 def test_settings_reach_the_reward():
@@ -393,7 +403,7 @@ def test_vote_log_path_writes_one_line_per_group(tmp_path):
     import json
 
     path = tmp_path / "logs" / "votes.jsonl"
-    (func,) = get_reward_funcs(["sasc"], VoteSettings(vote_log_path=str(path)))
+    (func,) = get_reward_funcs(["sasc"], VoteSettings(), vote_log_path=str(path))
     texts = GROUP_TEXTS + ["\\boxed{4}", "\\boxed{4}", "\\boxed{4}", "\\boxed{6}", "\\boxed{6}"]
     stds = GROUP_STDS + [0.9, 0.1, 0.2, 0.3, 0.4]
     got = _trl_call(func, ["p"] * 10, texts, stds, rollout_group=[3] * 5 + [4] * 5)
@@ -419,7 +429,7 @@ def test_vote_log_group_ids_are_unique_across_steps_and_batches(tmp_path):
     from types import SimpleNamespace
 
     path = tmp_path / "votes.jsonl"
-    (func,) = get_reward_funcs(["majority"], VoteSettings(vote_log_path=str(path)))
+    (func,) = get_reward_funcs(["majority"], VoteSettings(), vote_log_path=str(path))
     texts = ["\\boxed{1}", "\\boxed{1}", "\\boxed{2}", "\\boxed{2}"]
     for global_step in (0, 0, 1):  # two generation batches at step 1 (accumulation), one at step 2
         func(
@@ -441,9 +451,11 @@ def test_registry_names_in_reward_funcs_resolve_and_the_rest_go_to_trl(tmp_path)
     def mine(completions, **kwargs):
         return [0.0] * len(completions)
 
-    settings = VoteSettings(filter_ratio=0.5, vote_log_path=str(tmp_path / "votes.jsonl"))
+    settings = VoteSettings(filter_ratio=0.5)
     sasc, own, hub, dotted = resolve_reward_funcs(
-        ["sasc", mine, "org/reward-model", "tests.training.test_rewards.Recorder"], settings
+        ["sasc", mine, "org/reward-model", "tests.training.test_rewards.Recorder"],
+        settings,
+        str(tmp_path / "votes.jsonl"),
     )
     assert sasc.__name__ == "sasc_reward" and own is mine and hub == "org/reward-model"
     assert dotted is Recorder
