@@ -32,11 +32,24 @@ class SASCConfig(GRPOConfig, VoteArguments):
             Reward functions by registry name (`sasc`, `majority`) or dotted import path. `majority` is plain TTRL.
         entropy_top_k (`int`, defaults to `20`):
             Number of top logits over which each token's local entropy is taken.
-        filter_ratio, weight_temperature, vote_weighting, gate_statistic, weight_statistic, weight_clip,
-        tail_tokens, window_tokens:
-            The stability-aware vote (see [`VoteArguments`]): by default the least stable 20% by top-k entropy std
-            are dropped and the rest vote with weight `exp(-clip(z, -1, 1))` (`clipped_exp`, the vote study's
-            winner; `vote_weighting: exp` is the literal, unbounded `exp(-z)`).
+        filter_ratio (`float`, defaults to `0.2`):
+            Share of a group's answered rollouts dropped by the stability gate as least stable (top-k entropy std);
+            0 turns the gate off.
+        weight_temperature (`float`, defaults to `1.0`):
+            Temperature `T` of the `exp` / `clipped_exp` weights.
+        vote_weighting (`str`, defaults to `"clipped_exp"`):
+            The kept rollouts' vote weights: `clipped_exp`, `exp(-clip(z, -c, c) / T)` (the vote study's winner),
+            `exp` (the literal, unbounded `exp(-z / T)`), `rank` or `uniform` (the gate, then a plain majority).
+        gate_statistic (`str`, defaults to `"std"`):
+            Instability statistic the gate ranks by (`std` is the method's).
+        weight_statistic (`str`, defaults to `"std"`):
+            Instability statistic whose within-group z-score sets the weights.
+        weight_clip (`float`, defaults to `1.0`):
+            `c` of `clipped_exp`: z is clipped to `[-c, c]`.
+        tail_tokens (`int`, defaults to `32`):
+            Tokens of the `tail` statistic.
+        window_tokens (`int`, defaults to `16`):
+            Window of the `bottom_window` statistic.
         entropy_source (`str`, defaults to `"generation"`):
             `"generation"` records the entropies while the model generates (no extra cost); `"forward"` recomputes
             them with one extra no-grad forward pass (needed with `use_transformers_continuous_batching`).
@@ -57,12 +70,17 @@ class SASCConfig(GRPOConfig, VoteArguments):
             With a PEFT adapter, also save the merged model to `<output_dir>/merged` (ready for `sasc-ttrl eval`).
         vote_log_path (`str` or `None`):
             JSONL file where the main process appends every group's vote, for auditing pseudo-labels.
-        collapse_threshold, collapse_patience, collapse_heldout_metric, collapse_label_share:
-            The collapse warning ([`CollapseGuard`]): warn once when the vote was unanimous on at least
-            `collapse_threshold` of the groups for `collapse_patience` logged steps (0 = off) while answers are
-            missing or the logged metric `collapse_heldout_metric` (if given) fell, or when at least
-            `collapse_label_share` of the last 16 questions got the same pseudo-label for `collapse_patience`
-            logged steps (`None` turns this second condition off).
+        collapse_threshold (`float`, defaults to `0.9`):
+            The collapse warning ([`CollapseGuard`]): the share of a step's groups whose vote is unanimous that counts
+            as a unanimous step. It warns once after `collapse_patience` such logged steps in a row while answers are
+            missing or `collapse_heldout_metric` (if given) fell.
+        collapse_patience (`int`, defaults to `3`):
+            Consecutive logged steps a collapse condition must hold before the guard fires; 0 turns the guard off.
+        collapse_heldout_metric (`str` or `None`):
+            A logged held-out score whose fall, with unanimous votes, counts as collapse.
+        collapse_label_share (`float` or `None`, defaults to `0.5`):
+            The guard also fires when at least this share of the last 16 questions got the same pseudo-label for
+            `collapse_patience` logged steps; `None` turns this condition off.
         no_answer_patience (`int`, defaults to `3`):
             The no-answer warning ([`NoAnswerGuard`]): warn once when no rollout gave an answer in the first
             `no_answer_patience` logged steps (or in a shorter run, at its end); 0 turns it off.
