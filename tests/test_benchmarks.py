@@ -532,3 +532,40 @@ def test_headline_values_are_checked(bench, tmp_path):
     assert record.summary_row("x", "<!-- headline: {oops -->\n")[2] == "(unreadable headline)"
     with pytest.raises(ValueError, match="cannot belong to family"):
         record.record_figures("other", "Other", "figures", tmp_path / "B.md", family="cost")
+
+
+def markdown_sections(text: str) -> list[str]:
+    """The ``## `` sections of a markdown file (each from its heading to the next)."""
+    return re.split(r"(?m)^(?=## )", text)[1:]
+
+
+def test_benchmarks_md_has_one_summary_per_benchmark_matching_its_blocks(bench):
+    record, _ = bench
+    text = (REPO / "BENCHMARKS.md").read_text()
+    assert record.update_all_summaries(text) == text  # no table is stale
+    seen = []
+    for section in markdown_sections(text):
+        blocks = [m for m in record.BLOCK_PATTERN.finditer(section)]
+        if not blocks:
+            assert "<!-- summary:" not in section
+            continue
+        (family,) = re.findall(r"<!-- summary: (\S+) -->", section)
+        heading = section.split("\n", 1)[0]
+        assert section.startswith(f"{heading}\n\n<!-- summary: {family} -->"), "the table comes first"
+        assert section.index("<!-- /summary:") < blocks[0].start()
+        rows = summary_rows(section, family)
+        assert [r[-1] for r in rows] == [f"`{m['name']}`" for m in blocks]  # one row per block, in order
+        assert all(record.family_of(m["name"], {family}) == family for m in blocks)
+        for row, block in zip(rows, blocks):
+            headline = record.parse_headline(block["body"])
+            assert headline is not None, f"{block['name']} has no headline"
+            assert row[:6] == [headline.get(k, "–").replace("|", "\\|") for k in record.HEADLINE_KEYS]
+            # Copied from the block: each number of the headline appears in the block's own text.
+            own_text = block["body"].split("\n", 1)[1].replace("**", "")
+            for value in headline.values():
+                for number in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", value):
+                    assert number in own_text, f"{block['name']}: {number} of {value!r} is not in its block"
+            assert headline["date"] in own_text.split("\n", 1)[0]
+        seen.append(family)
+    assert len(seen) == len(set(seen))  # one section per benchmark
+    assert {"step_overhead", "step_memory"} <= set(seen)
