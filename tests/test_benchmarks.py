@@ -6,6 +6,7 @@ benchmarks file, never to the real BENCHMARKS.md.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -66,7 +67,29 @@ def recorded_block(text: str, marker: str, threads: int = 1) -> str:
     assert (load.group(5) == "within the limits") == (load.group(6) is None)  # a loaded run is recorded by --force
     assert block.index("Machine:") < block.index("Load:") < block.index("|")
     assert text.count(f"<!-- figures: {marker} -->") == 1
+    check_headline_row(text, marker, block)
     return block
+
+
+def check_headline_row(text: str, marker: str, block: str) -> None:
+    """The block opens with its headline, copied from its own figures, and its family's summary shows it."""
+    first, own_text = block.split("\n", 1)
+    headline = re.fullmatch(r"<!-- headline: (\{.*\}) -->", first)
+    assert headline, f"{marker} has no headline"
+    values = json.loads(headline.group(1))
+    assert values.get("figure") and values["date"] in own_text.split("\n", 1)[0]
+    for value in values.values():
+        for number in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", value):
+            assert number in own_text.replace("**", ""), f"{marker}: {number} of {value!r} is not in its block"
+    rows = [
+        row
+        for table in re.findall(r"<!-- summary: \S+ -->\n(.*?)<!-- /summary: ", text, re.DOTALL)
+        for row in table_rows(table, r".*")
+        if row[-1] == f"`{marker}`"
+    ]
+    assert len(rows) == 1, f"{marker} has {len(rows)} summary rows"
+    keys = ("model", "setting", "figure", "target", "verdict", "date")
+    assert rows[0][:6] == [values.get(key, "–").replace("|", "\\|") for key in keys]
 
 
 def table_rows(block: str, first_cell: str) -> list[list[str]]:
