@@ -273,7 +273,8 @@ def update_summary(text: str, family: str) -> str:
     headings = list(re.finditer(r"^## .*\n", text[:first], re.MULTILINE))
     if headings:
         at = headings[-1].end()
-        return f"{text[:at]}\n{table}\n{text[at:]}"
+        rest = text[at:].lstrip("\n")
+        return f"{text[:at]}\n{table}\n\n{rest}"
     return f"{text[:first]}{table}\n\n{text[first:]}"
 
 
