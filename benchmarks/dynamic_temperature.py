@@ -20,6 +20,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import record  # sets OMP_NUM_THREADS; sorts before torch
@@ -140,12 +141,22 @@ def cost_table(cost: dict[str, Any], args: DynamicTemperatureCostArguments) -> s
     )
 
 
+def cost_figures(cost: dict[str, Any], args: DynamicTemperatureCostArguments, model: str) -> record.Figures:
+    """The figures block (`cost_table`) and its headline."""
+    headline = {
+        "model": Path(model).name,
+        "setting": f"{args.prompts} prompts x {args.samples} samples, up to {args.max_new_tokens} new tokens",
+        "figure": f"batched dynamic / one-prompt loop: {cost['speedup']:.1f}x tokens per second",
+    }
+    return record.Figures(cost_table(cost, args), headline)
+
+
 def main(args: DynamicTemperatureCostArguments) -> None:
     torch.set_num_threads(record.THREADS)
     model = args.model or str(record.tiny_model_dir() if args.quick else record.smollm2_dir())
     record.measure_and_record(
         args, "dynamic_temperature", "Dynamic temperature: batched vs the authors' loop",
-        lambda: cost_table(measure_cost(args, model), args),
+        lambda: cost_figures(measure_cost(args, model), args, model),
     )  # fmt: skip
 
 

@@ -106,8 +106,8 @@ def run(args: EvalThroughputArguments) -> dict:
     }
 
 
-def report(args: EvalThroughputArguments, result: dict) -> str:
-    """The markdown figures: tokens/s per backend, the ratio, and the load times."""
+def report(args: EvalThroughputArguments, result: dict) -> record.Figures:
+    """The markdown figures (tokens/s per backend, the ratio, the load times) and their headline."""
     rows = []
     rate = {b: result["tokens"][b] / result["seconds"][b] for b in BACKENDS}
     for backend in BACKENDS:
@@ -123,7 +123,15 @@ def report(args: EvalThroughputArguments, result: dict) -> str:
             ]
         )
     faster = max(BACKENDS, key=rate.get)
-    return "\n".join(
+    headline = {
+        "model": Path(args.model or "tiny-model").name,
+        "setting": f"{args.questions} questions x n = {args.n}, up to {args.max_tokens} tokens",
+        "figure": "tokens/s: "
+        + ", ".join(f"{b} {rate[b]:,.0f}" for b in BACKENDS)
+        + f" ({rate['vllm'] / rate['transformers']:.2f})",
+        "verdict": f"faster: {faster}",
+    }
+    body = "\n".join(
         [
             f"Model `{result['model']}` ({args.dtype}), vLLM {result['vllm']} (CPU); {args.questions} questions x "
             f"n = {args.n}, up to {args.max_tokens} tokens, temperature {args.temperature}, top_p {args.top_p}, "
@@ -147,6 +155,7 @@ def report(args: EvalThroughputArguments, result: dict) -> str:
             f"{result['pair_ratio']:.2f}; the backends sample different tokens, so compare tokens/s).",
         ]
     )
+    return record.Figures(body, headline)
 
 
 def main(args: EvalThroughputArguments) -> None:
@@ -158,7 +167,7 @@ def main(args: EvalThroughputArguments) -> None:
     datasets.disable_progress_bars()
     name = "eval_throughput" if args.model is None else "eval_throughput_" + Path(args.model).name
     title = f"Evaluation throughput: vLLM vs transformers backend ({Path(args.model or 'tiny-model').name})"
-    record.measure_and_record(args, name, title, lambda: report(args, run(args)))
+    record.measure_and_record(args, name, title, lambda: report(args, run(args)), family="eval_throughput")
 
 
 if __name__ == "__main__":

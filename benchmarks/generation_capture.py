@@ -143,8 +143,8 @@ def run(args: GenerationCaptureArguments) -> dict:
     }
 
 
-def report(args: GenerationCaptureArguments, result: dict) -> str:
-    """The markdown figures: median time, tokens/s and ratio to plain generation per variant."""
+def report(args: GenerationCaptureArguments, result: dict) -> record.Figures:
+    """The markdown figures (median time, tokens/s and ratio to plain generation per variant) and their headline."""
     all_tokens = set().union(*result["tokens"].values())
     n_tokens = next(iter(all_tokens))
     base = result["seconds"]["generate"]
@@ -152,7 +152,15 @@ def report(args: GenerationCaptureArguments, result: dict) -> str:
         [name, f"{sec:.3f}", f"{n_tokens / sec:,.0f}", f"{sec / base:.3f}"] for name, sec in result["seconds"].items()
     ]
     same = "the same in every variant and repetition" if len(all_tokens) == 1 else f"DIFFERED: {sorted(all_tokens)}"
-    return "\n".join(
+    seconds = result["seconds"]
+    headline = {
+        "model": Path(args.model or "tiny-model").name,
+        "setting": f"{args.prompts} prompts x {args.generations} samples, up to {args.max_new_tokens} new tokens, "
+        f"k = {args.k}",
+        "figure": f"time vs generate: hook {seconds['generate + hook'] / base:.3f}, "
+        f"forward pass {seconds['generate + forward pass'] / base:.3f}",
+    }
+    body = "\n".join(
         [
             f"Model {result['model']}; {args.prompts} prompts x {args.generations} samples, up to "
             f"{args.max_new_tokens} new tokens, k = {args.k}; median of {args.repeats} interleaved repetitions. "
@@ -165,13 +173,14 @@ def report(args: GenerationCaptureArguments, result: dict) -> str:
             f"{100 * result['hook_seconds'] / base:.2f}% of plain generation.",
         ]
     )
+    return record.Figures(body, headline)
 
 
 def main(args: GenerationCaptureArguments) -> None:
     """Run, print the figures, record them unless the machine was loaded (one block per model)."""
     name = "generation_capture" if args.model is None else "generation_capture_" + Path(args.model).name
     title = f"Generation capture cost ({Path(args.model or 'tiny-model').name})"
-    record.measure_and_record(args, name, title, lambda: report(args, run(args)))
+    record.measure_and_record(args, name, title, lambda: report(args, run(args)), family="generation_capture")
 
 
 if __name__ == "__main__":

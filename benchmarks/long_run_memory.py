@@ -232,7 +232,11 @@ def plot(samples: list[dict], stream: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def report(args: LongRunMemoryArguments, samples: list[dict], wall: float, stream: list[dict], png: str) -> str:
+def report(
+    args: LongRunMemoryArguments, samples: list[dict], wall: float, stream: list[dict], png: str
+) -> record.Figures:
+    """The figures block (RSS per process over the run, its growth per half, the caches under a stream of new
+    answers) and its headline (the ranks' growth over the second half)."""
     roles = sorted({k for s in samples for k in s if k != "step"})
     rows = [[s["step"], *(f"{s[r]:.1f}" if r in s else "-" for r in roles)] for s in samples]
     verdicts = []
@@ -251,7 +255,19 @@ def report(args: LongRunMemoryArguments, samples: list[dict], wall: float, strea
     ]
     peaks = {label: max(r[label][0] for r in stream) for label in CACHES}
     groups = 2 * args.per_device_train_batch_size // args.num_generations
-    return "\n".join(
+    ranks = [v for v in verdicts if v[0].startswith("rank")]
+    states = {v[3] for v in verdicts}
+    overall = "GROWING" if "GROWING" in states else "flat" if states == {"flat"} else "too few samples"
+    headline = {
+        "model": "tiny",
+        "setting": f"{args.steps} steps, 2 CPU processes, DDP",
+        "figure": "second half: "
+        + ", ".join(f"{v[0]} {v[2]} MiB" for v in ranks)
+        + f"; caches {sum(budgets.values()):g} MiB",
+        "target": f"at most {FLAT_MIB:g} MiB in the second half",
+        "verdict": overall,
+    }
+    body = "\n".join(
         [
             f"Part 1: `accelerate launch` (2 CPU processes, DDP) of `scripts/train.py --config "
             f"recipes/tiny/sasc_cpu.yaml`, {args.steps} steps of {groups} groups x {args.num_generations} rollouts, "
@@ -278,6 +294,7 @@ def report(args: LongRunMemoryArguments, samples: list[dict], wall: float, strea
             f"![RSS over the run and the caches under a stream of new answers]({png})",
         ]
     )
+    return record.Figures(body, headline)
 
 
 def main(args: LongRunMemoryArguments) -> None:
@@ -285,7 +302,7 @@ def main(args: LongRunMemoryArguments) -> None:
     figures = Path(args.benchmarks_file) if args.benchmarks_file else record.DEFAULT_BENCHMARKS_FILE
     png = Path(args.plot) if args.plot else figures.parent / "docs" / "long_run_memory.png"
 
-    def measure() -> str:
+    def measure() -> record.Figures:
         with tempfile.TemporaryDirectory() as scratch:
             run_dir = Path(args.output_dir or scratch)
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,23 @@ Every benchmark writes its latest figures between two markers in BENCHMARKS.md::
     <!-- /figures: NAME -->
 
 A new run replaces what lies between the markers and leaves the hand-written text around them alone. When the
-markers are missing, a new section (``## TITLE`` + markers) is appended at the end of the file.
+markers are missing, the block goes after the last block of its family (under ``### TITLE``), or, for a new family,
+into a new section (``## TITLE`` + markers) appended at the end of the file.
+
+A block may open with its headline, one machine-readable line (the keys of `HEADLINE_KEYS`, all optional, values
+copied from the figures below it; ``date`` is the block's own)::
+
+    <!-- figures: step_memory_gc1_mb3 -->
+    <!-- headline: {"model": "smollm2-135m-instruct", "setting": "...", "figure": "B / A = 1.054", ...} -->
+    Latest figures (2026-12-03 00:00 UTC), command: ...
+
+A benchmark's blocks form its family: the blocks named ``FAMILY`` or ``FAMILY_...`` (the longest family that fits
+wins; e.g. ``step_overhead_smollm2-135m-instruct_lora16`` belongs to ``step_overhead``). Right under the family's
+``## `` heading, between ``<!-- summary: FAMILY -->`` and ``<!-- /summary: FAMILY -->``, a table holds one row per
+block of the family, in the file's order, read from the headlines (`summary_table`): every recording regenerates it
+in the same atomic write as the block. A block without a headline (one written by an older ``record.py``) gets a
+row with its date and load and "(no headline)" in place of the figure. ``python benchmarks/record.py --summaries``
+regenerates every table of the file (after a block was edited or written by an older ``record.py``).
 
 Every benchmark runs its measurement through [`measure_and_record`], with the options of [`RecordingArguments`]:
 it takes the heavy-job lock when given ``--lock``, waits up to ``--wait_quiet`` seconds for a quiet machine, reads the
@@ -28,6 +44,7 @@ import datetime  # noqa: E402
 import fcntl  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
@@ -129,26 +146,166 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
-def figures_block(body: str, load: str | None = None) -> str:
-    """The recorded figures: command, date, machine, the load reading when given, then ``body``."""
+def figures_block(body: str, load: str | None = None, date: str | None = None) -> str:
+    """The recorded figures: command, date (``date`` or now), machine, the load reading when given, then ``body``."""
     load_text = f"{load.strip()}\n\n" if load else ""
     return (
-        f"Latest figures ({utc_now()}), command:\n\n```bash\n{command_line()}\n```\n\n"
+        f"Latest figures ({date or utc_now()}), command:\n\n```bash\n{command_line()}\n```\n\n"
         f"Machine: {machine_line()}.\n\n{load_text}{body.strip()}\n"
     )
 
 
+# The headline's keys, in the summary table's order; the table adds the block's load verdict and name.
+HEADLINE_KEYS = ("model", "setting", "figure", "target", "verdict", "date")
+SUMMARY_HEADER = (*HEADLINE_KEYS, "load", "block")
+NO_HEADLINE = "(no headline)"
+MISSING = "–"
+HEADLINE_PREFIX = "<!-- headline: "
+BLOCK_PATTERN = re.compile(r"<!-- figures: (?P<name>\S+) -->\n(?P<body>.*?)<!-- /figures: (?P=name) -->", re.DOTALL)
+SUMMARY_PATTERN = re.compile(r"<!-- summary: (?P<family>\S+) -->\n.*?<!-- /summary: (?P=family) -->", re.DOTALL)
+
+
+@dataclass
+class Figures:
+    """What a benchmark's ``measure`` returns to give its block a headline: the block's markdown and the headline
+    (keys of `HEADLINE_KEYS`; ``date`` is filled in by `record_figures`). A plain string is a block without one."""
+
+    body: str
+    headline: dict[str, object] | None = None
+
+
+def headline_line(headline: dict[str, object]) -> str:
+    """The headline comment: one line of JSON with the non-empty values of ``headline`` as strings.
+
+    Raises:
+        ValueError: a key outside `HEADLINE_KEYS`, or a value that would end the comment or the line.
+    """
+    unknown = sorted(set(headline) - set(HEADLINE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown headline keys {unknown}; known: {list(HEADLINE_KEYS)}")
+    values = {key: str(headline[key]) for key in HEADLINE_KEYS if headline.get(key) not in (None, "")}
+    text = json.dumps(values, ensure_ascii=False)
+    if "-->" in text or "\n" in text:
+        raise ValueError(f"a headline value may not hold '-->' or a line break: {text}")
+    return f"{HEADLINE_PREFIX}{text} -->"
+
+
+def parse_headline(block_body: str) -> dict[str, str] | None:
+    """The headline at the top of a block's text (what lies between its markers); None when it has none.
+
+    Raises:
+        ValueError: the block opens with a headline comment that is not a JSON object.
+    """
+    first = block_body.split("\n", 1)[0]
+    if not first.startswith(HEADLINE_PREFIX):
+        return None
+    try:
+        headline = json.loads(first[len(HEADLINE_PREFIX) : -len(" -->")])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"unreadable headline {first!r}: {err}") from None
+    if not isinstance(headline, dict) or not first.endswith(" -->"):
+        raise ValueError(f"unreadable headline {first!r}: not a JSON object")
+    return {str(key): str(value) for key, value in headline.items()}
+
+
+def family_of(name: str, families: set[str]) -> str:
+    """The family of block ``name``: the longest of ``families`` that is ``name`` or a prefix of it followed by
+    ``_``; ``name`` itself when none is."""
+    fitting = [f for f in families if name == f or name.startswith(f + "_")]
+    return max(fitting, key=len) if fitting else name
+
+
+def summary_families(text: str) -> set[str]:
+    """The families that have a summary table in ``text``."""
+    return {match["family"] for match in SUMMARY_PATTERN.finditer(text)}
+
+
+def family_blocks(text: str, family: str) -> list[re.Match]:
+    """The figures blocks of ``family`` in ``text``, in the file's order."""
+    families = summary_families(text) | {family}
+    return [m for m in BLOCK_PATTERN.finditer(text) if family_of(m["name"], families) == family]
+
+
+def _load_verdict(block_body: str) -> str:
+    """The block's load verdict, as its load line states it: within the limits, LOADED (and --force), or none."""
+    if "Limit " not in block_body:
+        return MISSING
+    loaded = re.search(r"Limit [^\n]*?: LOADED", block_body) is not None
+    if not loaded:
+        return "within the limits"
+    return "LOADED, --force" if "Recorded anyway (--force)." in block_body else "LOADED"
+
+
+def summary_row(name: str, block_body: str) -> list[str]:
+    """One summary row: the headline's values (an unreadable or missing headline says so), load, block name."""
+    try:
+        headline = parse_headline(block_body)
+    except ValueError:
+        headline = {"figure": "(unreadable headline)"}
+    if headline is None:
+        headline = {"figure": NO_HEADLINE}
+    if "date" not in headline:
+        date = re.search(r"^Latest figures \(([^)]*)\)", block_body, re.MULTILINE)
+        headline = {**headline, "date": date.group(1) if date else MISSING}
+    cells = [headline.get(key) or MISSING for key in HEADLINE_KEYS]
+    cells += [_load_verdict(block_body), f"`{name}`"]
+    return [cell.replace("|", "\\|") for cell in cells]
+
+
+def summary_table(text: str, family: str) -> str:
+    """The summary of ``family`` (markers included): one row per block of the family, in the file's order."""
+    rows = [summary_row(m["name"], m["body"]) for m in family_blocks(text, family)]
+    return f"<!-- summary: {family} -->\n{markdown_table(SUMMARY_HEADER, rows)}\n<!-- /summary: {family} -->"
+
+
+def update_summary(text: str, family: str) -> str:
+    """``text`` with the summary of ``family`` regenerated: in place when it exists, otherwise inserted right under
+    the ``## `` heading above the family's first block (right above the block when there is none). A family
+    without blocks keeps its table as it is."""
+    blocks = family_blocks(text, family)
+    if not blocks:
+        return text
+    table = summary_table(text, family)
+    existing = [m for m in SUMMARY_PATTERN.finditer(text) if m["family"] == family]
+    if existing:
+        return text[: existing[0].start()] + table + text[existing[0].end() :]
+    first = blocks[0].start()
+    headings = list(re.finditer(r"^## .*\n", text[:first], re.MULTILINE))
+    if headings:
+        at = headings[-1].end()
+        rest = text[at:].lstrip("\n")
+        return f"{text[:at]}\n{table}\n\n{rest}"
+    return f"{text[:first]}{table}\n\n{text[first:]}"
+
+
+def update_all_summaries(text: str) -> str:
+    """``text`` with every family's summary table (those it already has) regenerated."""
+    for family in sorted(summary_families(text)):
+        text = update_summary(text, family)
+    return text
+
+
 def record_figures(
-    name: str, title: str, body: str, path: str | os.PathLike | None = None, load: str | None = None
+    name: str,
+    title: str,
+    body: str,
+    path: str | os.PathLike | None = None,
+    load: str | None = None,
+    headline: dict[str, object] | None = None,
+    family: str | None = None,
 ) -> Path:
-    """Write ``body`` as the latest figures of benchmark ``name`` in the benchmarks file (atomically).
+    """Write ``body`` as the latest figures of benchmark ``name`` in the benchmarks file, and regenerate its family's
+    summary table, in one atomic write.
 
     Args:
-        name: Marker name of the benchmark (e.g. ``step_overhead``).
-        title: Section heading used when the section does not exist yet.
+        name: Marker name of the block (e.g. ``step_overhead`` or ``step_overhead_smollm2-135m-instruct_lora16``).
+        title: Heading used when the block does not exist yet (``###`` after its family's last block, ``##`` for a
+            new family).
         body: Markdown with the figures (tables, notes); command, date and machine are added.
         path: The benchmarks file; BENCHMARKS.md at the repository root by default.
         load: The load reading of the run (`machine_load.LoadVerdict.text`), written after the machine line.
+        headline: The block's headline (`HEADLINE_KEYS`; ``date`` defaults to the block's date); None: none.
+        family: The benchmark the block belongs to (default ``name``); its summary table is regenerated.
 
     Returns:
         The path written.
@@ -156,14 +313,24 @@ def record_figures(
     from sasc_ttrl.data.store import write_atomic
 
     path = Path(path) if path is not None else DEFAULT_BENCHMARKS_FILE
+    family = family or name
+    if family_of(name, {family}) != family:
+        raise ValueError(f"block {name!r} cannot belong to family {family!r}: its name must be {family}[_...]")
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    date = utc_now()
+    head = f"{headline_line({'date': date, **headline})}\n" if headline is not None else ""
     start, end = f"<!-- figures: {name} -->", f"<!-- /figures: {name} -->"
-    block = f"{start}\n{figures_block(body, load)}{end}"
+    block = f"{start}\n{head}{figures_block(body, load, date)}{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    siblings = family_blocks(text, family)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
+    elif siblings:
+        at = siblings[-1].end()
+        text = f"{text[:at]}\n\n### {title}\n\n{block}{text[at:]}"
     else:
         text = text.rstrip("\n") + f"\n\n## {title}\n\n{block}\n"
+    text = update_summary(text, family)
     write_atomic(path, text if text.endswith("\n") else text + "\n")
     return path
 
@@ -247,9 +414,17 @@ def wait_until_quiet(
         time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
 
 
-def measure_and_record(args: RecordingArguments, name: str, title: str, measure: Callable[[], str]) -> bool:
-    """Run ``measure`` (which returns the figures' markdown) between two load readings, print the figures with the
-    load, and record them unless the run was loaded (or ``--no_record``).
+def measure_and_record(
+    args: RecordingArguments,
+    name: str,
+    title: str,
+    measure: Callable[[], str | Figures],
+    family: str | None = None,
+) -> bool:
+    """Run ``measure`` (which returns the figures' markdown, or `Figures` with a headline) between two load
+    readings, print the figures with the load, and record them unless the run was loaded (or ``--no_record``).
+
+    ``family``: the benchmark the block ``name`` belongs to (default ``name``), whose summary table is regenerated.
 
     Raises:
         SystemExit: ``--wait_quiet`` ran out while the machine was busy (nothing is measured then), unless
@@ -269,11 +444,12 @@ def measure_and_record(args: RecordingArguments, name: str, title: str, measure:
                     f"{before.load1:.2f}, own share {before.own:.2f}, busy processes: {before.busy_text()})"
                 )
             monitor.mark()
-            body = measure()
+            figures = measure()
             during = monitor.others_cores_since_mark()
             after = monitor.reading()
     finally:
         monitor.stop()
+    body, headline = (figures.body, figures.headline) if isinstance(figures, Figures) else (figures, None)
     verdict = machine_load.LoadVerdict.judge(before, after, during, limit)
     load = verdict.text()
     if verdict.loaded and args.force:
@@ -286,7 +462,7 @@ def measure_and_record(args: RecordingArguments, name: str, title: str, measure:
             "\nNOT RECORDED: the machine was loaded (see above); rerun on a quiet machine or pass --force", flush=True
         )
         return False
-    path = record_figures(name, title, body, args.benchmarks_file, load=load)
+    path = record_figures(name, title, body, args.benchmarks_file, load=load, headline=headline, family=family)
     print(f"\nrecorded in {path}", flush=True)
     return True
 
@@ -372,3 +548,25 @@ class Timers:
     def snapshot(self) -> dict[tuple[str, str], float]:
         """A copy of the totals so far."""
         return dict(self.totals)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python benchmarks/record.py --summaries [FILE]``: regenerate every summary table of the benchmarks file."""
+    import argparse
+
+    from sasc_ttrl.data.store import write_atomic
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--summaries", action="store_true", required=True, help="Regenerate the summary tables.")
+    parser.add_argument("file", nargs="?", default=str(DEFAULT_BENCHMARKS_FILE), help="Default: BENCHMARKS.md.")
+    options = parser.parse_args(argv)
+    path = Path(options.file)
+    text = path.read_text(encoding="utf-8")
+    new = update_all_summaries(text)
+    if new != text:
+        write_atomic(path, new)
+    print(f"{path}: {len(summary_families(new))} summary tables, {'updated' if new != text else 'unchanged'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -173,8 +173,9 @@ def measure(args: StepMemoryArguments) -> dict:
     return runs
 
 
-def report(args: StepMemoryArguments, runs: dict) -> str:
-    """The figures block: peak per variant (median over processes), the ratio, and the peak after each phase."""
+def report(args: StepMemoryArguments, runs: dict) -> record.Figures:
+    """The figures block (peak per variant, median over processes; the ratio; the peak after each phase) and its
+    headline."""
     peak = {v: record.median([r["peaks_kib"]["end of run"] for r in runs[v]]) / 2**20 for v in runs}
     ratio = peak["B"] / peak["A"]
     rows = []
@@ -185,6 +186,13 @@ def report(args: StepMemoryArguments, runs: dict) -> str:
             cells.append(f"{record.median([x for x in values if x]) / 2**20:.2f}" if all(values) else "-")
         rows.append(cells)
     verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+    headline = {
+        "model": Path(runs["A"][0]["model"]).name,
+        "setting": args.setting,
+        "figure": f"B / A = {ratio:.3f} ({peak['A']:.2f} vs {peak['B']:.2f} GiB)",
+        "target": f"<= {TARGET_RATIO}",
+        "verdict": verdict,
+    }
     lines = [
         f"Model: `{Path(runs['A'][0]['model']).name}`, LoRA r 16, 2 prompts x 6 rollouts, 26 tokens, "
         f"{args.steps} step(s) per process, {args.repeats} process(es) per variant (A B A B ...); "
@@ -200,7 +208,7 @@ def report(args: StepMemoryArguments, runs: dict) -> str:
         "",
         record.markdown_table(["after", VARIANTS["A"], VARIANTS["B"]], rows),
     ]
-    return "\n".join(lines)
+    return record.Figures("\n".join(lines), headline)
 
 
 def main(args: StepMemoryArguments) -> None:
@@ -211,7 +219,7 @@ def main(args: StepMemoryArguments) -> None:
     if args.gradient_checkpointing or args.micro_batches > 1:
         name += f"_gc{int(args.gradient_checkpointing)}_mb{args.micro_batches}"
     title = "Peak memory of a GRPO step" + ("" if name == "step_memory" else f" ({args.setting})")
-    record.measure_and_record(args, name, title, lambda: report(args, measure(args)))
+    record.measure_and_record(args, name, title, lambda: report(args, measure(args)), family="step_memory")
 
 
 if __name__ == "__main__":

@@ -297,8 +297,8 @@ def run(args: StepOverheadArguments) -> dict:
     }
 
 
-def report(args: StepOverheadArguments, result: dict) -> str:
-    """The markdown figures: the ratio against the target and the per-part breakdown."""
+def report(args: StepOverheadArguments, result: dict) -> record.Figures:
+    """The markdown figures (the ratio against the target and the per-part breakdown) and their headline."""
     med = result["medians_ms"]
     rows = []
     for part, meaning in PARTS:
@@ -308,9 +308,17 @@ def report(args: StepOverheadArguments, result: dict) -> str:
     same = "identical" if tokens_a == tokens_b else f"NOT identical (A {tokens_a}, B {tokens_b})"
     target = TARGET_RATIO if args.model is None else TARGET_RATIO_MODEL
     verdict = "met" if result["ratio"] <= target else "MISSED"
-    return "\n".join(
+    setting = f"LoRA rank {args.lora}" if args.lora else "full model"
+    headline = {
+        "model": Path(result["model"]).name,
+        "setting": setting,
+        "figure": f"B / A {result['ratio']:.3f} (per-pair {result['pair_ratio']:.3f})",
+        "target": f"<= {target}",
+        "verdict": verdict,
+    }
+    body = "\n".join(
         [
-            f"Model `{result['model']}` ({'LoRA rank ' + str(args.lora) if args.lora else 'full model'}); "
+            f"Model `{result['model']}` ({setting}); "
             f"{args.prompts} prompts x {args.num_generations} rollouts, up to "
             f"{args.max_completion_length} tokens; median of {args.repeats} interleaved repetitions. Completion "
             f"tokens per step: {tokens_a[0] if tokens_a else 0} ({same} across variants and repetitions).",
@@ -323,6 +331,7 @@ def report(args: StepOverheadArguments, result: dict) -> str:
             record.markdown_table(["part", "what", "A median ms", "B median ms", "B - A ms"], rows),
         ]
     )
+    return record.Figures(body, headline)
 
 
 def main(args: StepOverheadArguments) -> None:
@@ -341,7 +350,7 @@ def main(args: StepOverheadArguments) -> None:
         title += f" ({Path(args.model).name}, {'LoRA' if args.lora else 'full model'})"
     if args.lora:
         name += f"_lora{args.lora}"
-    record.measure_and_record(args, name, title, lambda: report(args, run(args)))
+    record.measure_and_record(args, name, title, lambda: report(args, run(args)), family="step_overhead")
 
 
 if __name__ == "__main__":

@@ -217,8 +217,8 @@ def run(args: VllmLogprobsArguments) -> dict:
     }
 
 
-def report(args: VllmLogprobsArguments, result: dict) -> str:
-    """The markdown figures: tokens/s and ratios, the target's verdict, and the per-part breakdown."""
+def report(args: VllmLogprobsArguments, result: dict) -> record.Figures:
+    """The markdown figures (tokens/s and ratios, the target's verdict, the per-part breakdown) and their headline."""
     med, tokens = result["medians_ms"], result["tokens"]
     rows = []
     for variant in VARIANTS:
@@ -242,7 +242,15 @@ def report(args: VllmLogprobsArguments, result: dict) -> str:
         breakdown.append([part, meaning, *cells, f"{per_token:+.1f}"])
     same = "identical in every variant and repetition" if result["same_tokens"] else "NOT identical across variants"
     same_values = "identical" if result["same_sasc_values"] else "NOT identical"
-    return "\n".join(
+    headline = {
+        "model": Path(args.model or "tiny-model").name,
+        "setting": f"{args.prompts} prompts x {args.generations} rollouts, up to {args.max_tokens} tokens, "
+        f"top-{TOP_K} logprobs",
+        "figure": f"C / A {ratio:.3f} (C / D {own:.3f})",
+        "target": f"<= {TARGET_RATIO}",
+        "verdict": verdict,
+    }
+    body = "\n".join(
         [
             f"Model {result['model']}, vLLM {result['vllm']} (CPU); {args.prompts} prompts x {args.generations} "
             f"rollouts (one request each), up to {args.max_tokens} tokens, top-{TOP_K} logprobs; median of "
@@ -263,6 +271,7 @@ def report(args: VllmLogprobsArguments, result: dict) -> str:
             ),
         ]
     )
+    return record.Figures(body, headline)
 
 
 def main(args: VllmLogprobsArguments) -> None:
@@ -271,7 +280,7 @@ def main(args: VllmLogprobsArguments) -> None:
     logging.getLogger("vllm").setLevel(logging.WARNING)
     name = "vllm_logprobs" if args.model is None else "vllm_logprobs_" + Path(args.model).name
     title = f"vLLM generation: top-{TOP_K} logprobs vs the sampled token's ({Path(args.model or 'tiny-model').name})"
-    record.measure_and_record(args, name, title, lambda: report(args, run(args)))
+    record.measure_and_record(args, name, title, lambda: report(args, run(args)), family="vllm_logprobs")
 
 
 if __name__ == "__main__":

@@ -149,8 +149,8 @@ def run(args: VoteLatencyArguments) -> dict:
     }
 
 
-def report(args: VoteLatencyArguments, result: dict) -> str:
-    """The markdown figures."""
+def report(args: VoteLatencyArguments, result: dict) -> record.Figures:
+    """The markdown figures and their headline."""
 
     def verdict(ms: float) -> str:
         return "met" if ms <= TARGET_MS else "MISSED"
@@ -161,7 +161,14 @@ def report(args: VoteLatencyArguments, result: dict) -> str:
         [f"fresh verify worker (median of {args.fresh_repeats})", f"{result['fresh_ms']:.2f}", "", ""],
         ["first call in the process (1 sample)", f"{result['first_ms']:.2f}", "", ""],
     ]
-    return "\n".join(
+    both = verdict(max(result["cold_ms"], result["warm_ms"]))
+    headline = {
+        "setting": f"{GROUP_SIZE} rollouts, {result['classes']} equivalence classes",
+        "figure": f"cold {result['cold_ms']:.2f} ms, warm {result['warm_ms']:.2f} ms",
+        "target": f"<= {TARGET_MS:g} ms",
+        "verdict": both,
+    }
+    body = "\n".join(
         [
             f"{GROUP_SIZE} rollouts: {result['answered']} answered, {result['classes']} equivalence classes, "
             f"pseudo-label `{result['label']}`; median of {args.repeats} cold/warm pairs.",
@@ -169,6 +176,7 @@ def report(args: VoteLatencyArguments, result: dict) -> str:
             record.markdown_table(["classes + vote", "median ms", "target", "verdict"], rows),
         ]
     )
+    return record.Figures(body, headline)
 
 
 def main(args: VoteLatencyArguments) -> None:

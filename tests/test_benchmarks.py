@@ -6,6 +6,7 @@ benchmarks file, never to the real BENCHMARKS.md.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -66,7 +67,29 @@ def recorded_block(text: str, marker: str, threads: int = 1) -> str:
     assert (load.group(5) == "within the limits") == (load.group(6) is None)  # a loaded run is recorded by --force
     assert block.index("Machine:") < block.index("Load:") < block.index("|")
     assert text.count(f"<!-- figures: {marker} -->") == 1
+    check_headline_row(text, marker, block)
     return block
+
+
+def check_headline_row(text: str, marker: str, block: str) -> None:
+    """The block opens with its headline, copied from its own figures, and its family's summary shows it."""
+    first, own_text = block.split("\n", 1)
+    headline = re.fullmatch(r"<!-- headline: (\{.*\}) -->", first)
+    assert headline, f"{marker} has no headline"
+    values = json.loads(headline.group(1))
+    assert values.get("figure") and values["date"] in own_text.split("\n", 1)[0]
+    for value in values.values():
+        for number in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", value):
+            assert number in own_text.replace("**", ""), f"{marker}: {number} of {value!r} is not in its block"
+    rows = [
+        row
+        for table in re.findall(r"<!-- summary: \S+ -->\n(.*?)<!-- /summary: ", text, re.DOTALL)
+        for row in table_rows(table, r".*")
+        if row[-1] == f"`{marker}`"
+    ]
+    assert len(rows) == 1, f"{marker} has {len(rows)} summary rows"
+    keys = ("model", "setting", "figure", "target", "verdict", "date")
+    assert rows[0][:6] == [values.get(key, "–").replace("|", "\\|") for key in keys]
 
 
 def table_rows(block: str, first_cell: str) -> list[list[str]]:
@@ -430,3 +453,142 @@ def test_eval_throughput_quick(tmp_path):
     assert as_number(rows["vllm"][1]) > 0  # starting the engine takes seconds; the tiny model loads in milliseconds
     assert as_number(rows["transformers"][5]) == 1.0
     assert re.search(r"Faster on this CPU: \*\*(vllm|transformers)\*\*", block)
+
+
+SMALL_BENCHMARKS = """# Benchmarks
+
+Intro.
+
+## Step cost
+
+Hand-written intro.
+
+<!-- figures: cost -->
+old tiny figures
+<!-- /figures: cost -->
+
+Reading of the step cost.
+
+## Other
+
+<!-- figures: other -->
+other figures
+<!-- /figures: other -->
+"""
+
+
+def summary_rows(text: str, family: str) -> list[list[str]]:
+    """The rows of ``family``'s summary table (the header excluded)."""
+    match = re.search(rf"<!-- summary: {family} -->\n(.*?)<!-- /summary: {family} -->", text, re.DOTALL)
+    assert match, f"no summary table for {family}"
+    return table_rows(match.group(1), r"(?!model$).*")
+
+
+def test_summary_table_is_regenerated_with_a_row_per_block(bench, tmp_path):
+    record, _ = bench
+    path = tmp_path / "B.md"
+    path.write_text(SMALL_BENCHMARKS)
+    tiny = {"model": "tiny", "setting": "full", "figure": "B / A 0.99", "target": "<= 1.05", "verdict": "met"}
+    record.record_figures("cost", "Step cost", "| a |\n|---|\n| 1 |", path, headline=tiny)
+    lora = {"model": "smol", "setting": "LoRA 16", "figure": "B / A 1.01", "target": "<= 1.03", "verdict": "met"}
+    record.record_figures("cost_smol_lora16", "Step cost (smol, LoRA)", "| a |\n|---|\n| 2 |", path,
+                          headline=lora, family="cost")  # fmt: skip
+    text = path.read_text()
+    # The table sits right under the family's heading, above the hand-written text; the new block goes after the
+    # family's last block, under its own ### heading, before the family's reading.
+    assert text.index("## Step cost\n\n<!-- summary: cost -->") < text.index("Hand-written intro.")
+    assert text.index("<!-- /figures: cost -->") < text.index("### Step cost (smol, LoRA)")
+    assert text.index("<!-- /figures: cost_smol_lora16 -->") < text.index("Reading of the step cost.")
+    rows = summary_rows(text, "cost")
+    assert [r[0] for r in rows] == ["tiny", "smol"] and [r[-1] for r in rows] == ["`cost`", "`cost_smol_lora16`"]
+    assert rows[1][:5] == ["smol", "LoRA 16", "B / A 1.01", "<= 1.03", "met"]
+    date = re.search(r"Latest figures \(([^)]+)\)", recorded_block_any(text, "cost_smol_lora16")).group(1)
+    assert rows[1][5] == date and rows[1][6] == "–"  # the block's own date; no load reading given
+    assert "summary: other" not in text  # only the recorded family's table is written
+    # Re-recording the first block replaces its row, in place.
+    again = dict(tiny, figure="B / A 0.97")
+    record.record_figures("cost", "Step cost", "| a |\n|---|\n| 3 |", path, headline=again, load=LOAD_LINE)
+    text = path.read_text()
+    rows = summary_rows(text, "cost")
+    assert [r[-1] for r in rows] == ["`cost`", "`cost_smol_lora16`"] and rows[0][2] == "B / A 0.97"
+    assert rows[0][6] == "within the limits" and "B / A 0.99" not in text
+    assert text.count("<!-- summary: cost -->") == 1 and text.count("### Step cost (smol, LoRA)") == 1
+    first = recorded_block_any(text, "cost").splitlines()[0]
+    assert record.parse_headline(first) == {**again, "date": rows[0][5]}
+
+
+LOAD_LINE = (
+    "Load: 1-minute load average 0.30 before the run, 0.30 after (this run's own share 0.10 and 0.10, others 0.20 and "
+    "0.20); other busy processes (>= 25% of a core) before: none, after: none; the rest of the machine used 0.00 "
+    "cores on average during the run. Limit 1.00 (others' load average; 0.5 x 2 cores): within the limits."
+)
+
+
+def test_a_block_without_headline_gets_a_row_that_says_so(bench, tmp_path):
+    record, _ = bench
+    path = tmp_path / "B.md"
+    path.write_text(SMALL_BENCHMARKS)
+    record.record_figures("cost", "Step cost", "figures", path, headline={"model": "tiny", "figure": "0.99"})
+    # An older record.py (or a hand edit) replaces the block by one without a headline: no crash, a clear row.
+    text = path.read_text()
+    old_format = "<!-- figures: cost -->\nLatest figures (2026-12-01 10:00 UTC), command:\n\nfigures\n"
+    text = re.sub(r"<!-- figures: cost -->\n.*?(?=<!-- /figures: cost -->)", old_format, text, flags=re.DOTALL)
+    path.write_text(text)
+    record.main(["--summaries", str(path)])
+    (row,) = summary_rows(path.read_text(), "cost")
+    assert row == ["–", "–", "(no headline)", "–", "–", "2026-12-01 10:00 UTC", "–", "`cost`"]
+    # A block recorded without a headline (a benchmark that passes none) is a family of its own with that row.
+    record.record_figures("other", "Other", "figures", path)
+    (row,) = summary_rows(path.read_text(), "other")
+    assert row[2] == "(no headline)" and row[-1] == "`other`"
+
+
+def test_headline_values_are_checked(bench, tmp_path):
+    record, _ = bench
+    with pytest.raises(ValueError, match="unknown headline keys"):
+        record.headline_line({"speed": 1})
+    with pytest.raises(ValueError, match="-->"):
+        record.headline_line({"figure": "a --> b"})
+    line = record.headline_line({"figure": 1.5, "model": "m", "target": None})
+    assert line == '<!-- headline: {"model": "m", "figure": "1.5"} -->'
+    assert record.parse_headline(line + "\nrest") == {"model": "m", "figure": "1.5"}
+    assert record.summary_row("x", "<!-- headline: {oops -->\n")[2] == "(unreadable headline)"
+    with pytest.raises(ValueError, match="cannot belong to family"):
+        record.record_figures("other", "Other", "figures", tmp_path / "B.md", family="cost")
+
+
+def markdown_sections(text: str) -> list[str]:
+    """The ``## `` sections of a markdown file (each from its heading to the next)."""
+    return re.split(r"(?m)^(?=## )", text)[1:]
+
+
+def test_benchmarks_md_has_one_summary_per_benchmark_matching_its_blocks(bench):
+    record, _ = bench
+    text = (REPO / "BENCHMARKS.md").read_text()
+    assert record.update_all_summaries(text) == text  # no table is stale
+    seen = []
+    for section in markdown_sections(text):
+        blocks = [m for m in record.BLOCK_PATTERN.finditer(section)]
+        if not blocks:
+            assert "<!-- summary:" not in section
+            continue
+        (family,) = re.findall(r"<!-- summary: (\S+) -->", section)
+        heading = section.split("\n", 1)[0]
+        assert section.startswith(f"{heading}\n\n<!-- summary: {family} -->"), "the table comes first"
+        assert section.index("<!-- /summary:") < blocks[0].start()
+        rows = summary_rows(section, family)
+        assert [r[-1] for r in rows] == [f"`{m['name']}`" for m in blocks]  # one row per block, in order
+        assert all(record.family_of(m["name"], {family}) == family for m in blocks)
+        for row, block in zip(rows, blocks):
+            headline = record.parse_headline(block["body"])
+            assert headline is not None, f"{block['name']} has no headline"
+            assert row[:6] == [headline.get(k, "–").replace("|", "\\|") for k in record.HEADLINE_KEYS]
+            # Copied from the block: each number of the headline appears in the block's own text.
+            own_text = block["body"].split("\n", 1)[1].replace("**", "")
+            for value in headline.values():
+                for number in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", value):
+                    assert number in own_text, f"{block['name']}: {number} of {value!r} is not in its block"
+            assert headline["date"] in own_text.split("\n", 1)[0]
+        seen.append(family)
+    assert len(seen) == len(set(seen))  # one section per benchmark
+    assert {"step_overhead", "step_memory"} <= set(seen)
