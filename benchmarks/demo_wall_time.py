@@ -117,7 +117,8 @@ def headline(args: DemoWallTimeArguments, rows: list[list[str]]) -> dict[str, st
         }
     return {
         "model": "SmolLM2",
-        "setting": f"seeds {' '.join(r[1] for r in seeds)}, OMP_NUM_THREADS={args.threads}",
+        "setting": f"seeds {' '.join(r[1] for r in seeds)}, {args.demo_flags + ', ' if args.demo_flags else ''}"
+        f"OMP_NUM_THREADS={args.threads}",
         "figure": f"demo {' / '.join(r[2] for r in seeds)} s, peak {max(seeds, key=lambda r: float(r[4]))[4]} GB; "
         f"--quick {quick[2]} s",
         "target": f"{seeds[0][3]} s, {seeds[0][5]} GB (--quick {quick[3]} s)",
