@@ -8,9 +8,14 @@ import random
 
 import pytest
 
-from sasc_ttrl.commands import self_improve
-from sasc_ttrl.commands.self_improve import (
-    SelfImproveArguments,
+from sasc_ttrl.core.answers import extract_answer
+from sasc_ttrl.core.errors import ConfigError
+from sasc_ttrl.data.benchmarks import Question
+from sasc_ttrl.data.prompts import build_prompt
+from sasc_ttrl.demo.tiny_model import build_tokenizer, synthetic_problem, write_tiny_dataset
+from sasc_ttrl.experimental.self_improve import SelfImproveArguments
+from sasc_ttrl.experimental.self_improve import runner as self_improve
+from sasc_ttrl.experimental.self_improve.runner import (
     finished_rounds,
     kept_texts,
     model_of_round,
@@ -18,11 +23,6 @@ from sasc_ttrl.commands.self_improve import (
     round_summary,
     sft_examples,
 )
-from sasc_ttrl.core.answers import extract_answer
-from sasc_ttrl.core.errors import ConfigError
-from sasc_ttrl.data.benchmarks import Question
-from sasc_ttrl.data.prompts import build_prompt
-from sasc_ttrl.demo.tiny_model import build_tokenizer, synthetic_problem, write_tiny_dataset
 from sasc_ttrl.sampling.records import SampleRecord, grade_records
 
 
