@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...core.answers import DEFAULT_TIMEOUT_SECONDS
+from ...core.vote_arguments import VoteArguments
+from ...core.voting import WEIGHTINGS
 from ...data.prompts import PROMPT_STYLES, check_prompt_style
 from ...data.rollouts import TARGETS
 from ...sampling.guidance import GUIDANCE_STRATEGIES
 from ...sampling.openai_client import KeyStepClient, api_key_from_env
 from ...training.sft import TrainSettings
 
-VOTES = ("majority", "sasc")
-
 
 @dataclass
-class SelfImproveArguments(TrainSettings):
-    """Arguments of ``sasc-ttrl self-improve`` (the training settings apply to every round's fine-tuning)."""
+class SelfImproveArguments(VoteArguments, TrainSettings):
+    """Arguments of ``sasc-ttrl self-improve`` (the training settings apply to every round's fine-tuning).
+
+    The pseudo-label is [`core.voting.stability_vote`]'s with the vote fields of [`VoteArguments`]. Their defaults
+    here differ in two fields, ``filter_ratio=0.0`` and ``vote_weighting="uniform"``: no gate and equal weights, a
+    plain majority vote (ties to the answer that comes first). ``--filter_ratio 0.2 --vote_weighting clipped_exp``
+    is the stability-aware vote of ``train`` (`VoteSettings`' defaults).
+    """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "The starting model."})
     dataset_name: str | None = field(default=None, metadata={"help": "Questions: benchmark name or local file."})
@@ -37,7 +42,19 @@ class SelfImproveArguments(TrainSettings):
         default="pseudo_label",
         metadata={"help": "pseudo_label (label-free) or gold (the reference answer, when you may use it)."},
     )
-    vote: str = field(default="majority", metadata={"help": f"Pseudo-label vote: {' or '.join(VOTES)}."})
+    filter_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of answered rollouts per group dropped as least stable, in [0, 1) (default 0: no gate)."
+        },
+    )
+    vote_weighting: str = field(
+        default="uniform",
+        metadata={
+            "help": f"Vote weights: {', '.join(WEIGHTINGS)} (default uniform: with filter_ratio 0 a plain majority; "
+            "--filter_ratio 0.2 --vote_weighting clipped_exp is train's stability-aware vote)."
+        },
+    )
     hard_threshold: float = field(
         default=0.5, metadata={"help": "A question is hard when fewer rollouts than this share agree with the target."}
     )
@@ -68,7 +85,6 @@ class SelfImproveArguments(TrainSettings):
     stop_after_round: int | None = field(
         default=None, metadata={"help": "Stop once this round is finished (a rerun without it goes on)."}
     )
-    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
 
     def __post_init__(self):
         if self.model_name_or_path is None or self.dataset_name is None:
@@ -76,8 +92,6 @@ class SelfImproveArguments(TrainSettings):
         check_prompt_style(self.prompt_style)
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
-        if self.vote not in VOTES:
-            raise ValueError(f"vote must be one of {VOTES}, got {self.vote!r}")
         if self.rounds < 1 or self.n_samples < 1 or self.max_kept_per_question < 1:
             raise ValueError("rounds, n_samples and max_kept_per_question must be >= 1")
         if not 0.0 < self.hard_threshold <= 1.0:
@@ -88,6 +102,7 @@ class SelfImproveArguments(TrainSettings):
             raise ValueError(f"guidance must be one of {GUIDANCE_STRATEGIES}, got {self.guidance!r}")
         if self.guided and self.guidance == "interactive" and not self.teacher_api_base:
             raise ValueError("guidance='interactive' needs a teacher: pass --teacher_api_base (OpenAI-compatible)")
+        self.vote_settings  # noqa: B018 - validates the vote fields and answer_timeout
         self.check_training()
 
     def teacher(self) -> KeyStepClient | None:

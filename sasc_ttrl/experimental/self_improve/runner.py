@@ -9,8 +9,10 @@ Round ``r`` (``r = 0 .. rounds - 1``) with model ``M_r`` (``M_0`` the starting m
 ``M_r``):
 
 1. sample ``n_samples`` rollouts per question; the *target* of a question is its vote's pseudo-label (``--target
-   pseudo_label``, label-free; ``--vote majority`` or ``sasc``) or the reference answer (``--target gold``, only when
-   you may use it);
+   pseudo_label``, label-free; [`core.voting.stability_vote`] with the vote fields of `VoteArguments`, by default
+   ``--filter_ratio 0 --vote_weighting uniform``, a plain majority; ``--filter_ratio 0.2 --vote_weighting
+   clipped_exp`` is train's stability-aware vote) or the reference answer (``--target gold``, only when you may use
+   it);
 2. a question is *hard* when fewer than ``hard_threshold`` of its rollouts agree with the target. Hard questions are
    sampled again with guidance (``--guidance``, the four strategies of Ding et al. 2024 plus this project's hint; see
    `sampling.guidance`): ``socratic`` (default: the answers the attempts reached and questions that make the model
@@ -49,7 +51,7 @@ from trl import TrlParser
 
 from ...core.answers import extract_answer, group_equivalent
 from ...core.errors import ConfigError
-from ...core.voting import majority_vote, sasc_vote
+from ...core.voting import VoteSettings, stability_vote
 from ...data.benchmarks import Question, load_questions
 from ...data.prompts import build_prompt, render_prompt
 from ...data.rollouts import agreement
@@ -78,14 +80,17 @@ FREE_KEYS = (
 
 
 # -- the bookkeeping of one question and one round (pure) ----------------------------------------------------------
-def pseudo_label(records: Sequence[SampleRecord], vote: str, timeout: float | None) -> tuple[str | None, list]:
-    """The vote's pseudo-label over a group of rollouts and the equivalence classes of their answers."""
+def pseudo_label(records: Sequence[SampleRecord], settings: VoteSettings) -> tuple[str | None, list]:
+    """The pseudo-label of [`stability_vote`] with ``settings`` over a group of rollouts (their top-k entropy
+    sequences), and the equivalence classes of their answers.
+
+    With ``filter_ratio=0`` and ``vote_weighting="uniform"`` (self-improve's defaults) every answered rollout votes
+    with weight 1: the answer of the largest class wins, a tie goes to the class whose first answer comes first,
+    which is `core.voting.majority_vote`'s label.
+    """
     answers = [r.answer for r in records]
-    classes = group_equivalent(answers, timeout=timeout)
-    if vote == "sasc":
-        result = sasc_vote(answers, [r.instability for r in records], classes=classes, timeout=timeout)
-    else:
-        result = majority_vote(answers, classes=classes, timeout=timeout)
+    classes = group_equivalent(answers, timeout=settings.answer_timeout)
+    result = stability_vote(answers, [r.entropies for r in records], settings, classes=classes)
     return result.pseudo_label, classes
 
 
@@ -203,7 +208,7 @@ class RoundRunner:
         groups = self.sample(questions, [self.prompt(q.question) for q in questions], self.seed)
         rows = []
         for q, records in zip(questions, groups):
-            label, classes = pseudo_label(records, a.vote, a.answer_timeout)
+            label, classes = pseudo_label(records, a.vote_settings)
             target = q.gold if a.target == "gold" else label
             agree = agreement([r.answer for r in records], target, a.answer_timeout)
             rows.append(
@@ -286,7 +291,7 @@ class RoundRunner:
         if row["any_correct"] is not None:
             row["any_correct_with_hints"] = row["any_correct"] or any(bool(r.correct) for r in records)
         if a.target == "pseudo_label" and may_move_target:
-            label, classes = pseudo_label(records, a.vote, a.answer_timeout)
+            label, classes = pseudo_label(records, a.vote_settings)
             if majority_ratio(classes) > majority_ratio(row["_classes"]):  # consensus improved: trust the new vote
                 row["target_answer"] = label
                 row["agree"] = agreement(row["answers"], label, a.answer_timeout)
