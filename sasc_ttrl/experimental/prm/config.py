@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...core.answers import DEFAULT_TIMEOUT_SECONDS
 from ...data.prompts import PROMPT_STYLES, check_prompt_style
 from ...data.rollouts import builder_prompt_style
+from ...sampling.arguments import SamplingArguments
 from ...sampling.generation import BACKENDS
 from ...selection.step_labels import RULES, StepLabelSettings
 from ...training.sft import TrainSettings
@@ -16,8 +16,9 @@ STAGES = ("label", "prm", "orm")
 
 
 @dataclass
-class PRMArguments(TrainSettings):
-    """Arguments of ``sasc-ttrl prm`` (the training settings apply to both the PRM and the outcome verifier)."""
+class PRMArguments(SamplingArguments, TrainSettings):
+    """Arguments of ``sasc-ttrl prm``: the sampling fields ([`SamplingArguments`]) are those of the continuations,
+    the training settings apply to both the PRM and the outcome verifier."""
 
     dataset_path: str | None = field(
         default=None, metadata={"help": "Builder output (<method>.jsonl) written with --save_candidates."}
@@ -55,9 +56,6 @@ class PRMArguments(TrainSettings):
         default="pseudo_label",
         metadata={"help": "pseudo_label (label-free) or gold (the reference answer, when you may use it)."},
     )
-    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the continuations."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of the continuations."})
-    max_tokens: int = field(default=256, metadata={"help": "Longest continuation in tokens."})
     prompt_style: str | None = field(
         default=None,
         metadata={
@@ -70,7 +68,6 @@ class PRMArguments(TrainSettings):
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
     separator: str = field(default="\n", metadata={"help": "Text after each step; the PRM reads its last token."})
     max_pairs_per_question: int = field(default=4, metadata={"help": "Outcome verifier pairs per question."})
-    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
     overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
 
     def __post_init__(self):

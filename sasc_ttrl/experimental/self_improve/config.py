@@ -6,15 +6,16 @@ from dataclasses import dataclass, field
 
 from ...core.vote_arguments import VoteArguments
 from ...core.voting import WEIGHTINGS
-from ...data.prompts import PROMPT_STYLES, check_prompt_style
+from ...data.prompts import check_prompt_style
 from ...data.rollouts import TARGETS
+from ...sampling.arguments import SamplingArguments
 from ...sampling.guidance import GUIDANCE_STRATEGIES
 from ...sampling.openai_client import KeyStepClient, api_key_from_env
 from ...training.sft import TrainSettings
 
 
 @dataclass
-class SelfImproveArguments(VoteArguments, TrainSettings):
+class SelfImproveArguments(VoteArguments, SamplingArguments, TrainSettings):
     """Arguments of ``sasc-ttrl self-improve`` (the training settings apply to every round's fine-tuning).
 
     The pseudo-label is [`core.voting.stability_vote`]'s with the vote fields of [`VoteArguments`]. Their defaults
@@ -27,16 +28,10 @@ class SelfImproveArguments(VoteArguments, TrainSettings):
     dataset_name: str | None = field(default=None, metadata={"help": "Questions: benchmark name or local file."})
     dataset_split: str | None = field(default=None, metadata={"help": "Split of hub data sets (default: test)."})
     prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
-    prompt_style: str = field(
-        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
-    )
     answer_column: str | None = field(default=None, metadata={"help": "Reference answer column (optional)."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
     rounds: int = field(default=2, metadata={"help": "Fine-tuning rounds R (then one measuring pass)."})
     n_samples: int = field(default=4, metadata={"help": "Rollouts per question and round."})
-    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
-    max_tokens: int = field(default=256, metadata={"help": "Longest rollout in tokens."})
     batch_size: int = field(default=4, metadata={"help": "Questions per generation call."})
     target: str = field(
         default="pseudo_label",
