@@ -28,13 +28,16 @@ COMMANDS = {
     "train": ("sasc_ttrl.commands.train", "GRPO training with the SASC (or majority) pseudo-label reward"),
     "eval": ("sasc_ttrl.commands.eval", "pass@k / maj@k / avg@n evaluation with a report and plots"),
     "build": ("sasc_ttrl.commands.build", "offline selection pipeline and data builder"),
-    "prm": ("sasc_ttrl.commands.prm", "Monte-Carlo step labels, a process reward model and an outcome verifier"),
+    "prm": (
+        "sasc_ttrl.experimental.prm.runner",
+        "Monte-Carlo step labels, a process reward model and an outcome verifier",
+    ),
     "calibrate": (
-        "sasc_ttrl.commands.calibrate",
+        "sasc_ttrl.experimental.calibrate.runner",
         "calibration SFT: P(Yes) fitted to soft self-consistency, ECE/Brier",
     ),
     "self-improve": (
-        "sasc_ttrl.commands.self_improve",
+        "sasc_ttrl.experimental.self_improve.runner",
         "STaR-style rounds: keep agreeing rollouts, hint hard ones, SFT",
     ),
     "compare-votes": (

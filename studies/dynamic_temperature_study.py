@@ -76,9 +76,10 @@ def write_dataset(args: DynamicTemperatureStudyArguments, path: Path) -> Path:
 
 def build_and_calibrate(args: DynamicTemperatureStudyArguments, model: str, data: Path, arm: str) -> dict[str, Any]:
     """The builder's candidates and the calibration report of one sampler."""
-    from sasc_ttrl.commands import build, calibrate
-    from sasc_ttrl.commands.calibrate import CalibrationArguments
+    from sasc_ttrl.commands import build
     from sasc_ttrl.data.rollouts import read_builder_rollouts
+    from sasc_ttrl.experimental import calibrate
+    from sasc_ttrl.experimental.calibrate import CalibrationArguments
     from sasc_ttrl.selection.build_arguments import BuildArguments
 
     folder = Path(args.output_root) / arm

@@ -115,6 +115,9 @@ def test_every_sasc_ttrl_command_destroys_the_process_group(tmp_path, monkeypatc
 
 
 def test_command_modules_have_no_entry_point_of_their_own():
-    """``python -m sasc_ttrl.commands.<x>`` would bypass run_command: the commands have no ``__main__`` block."""
-    package = SCRIPTS.parent / "sasc_ttrl" / "commands"
-    assert [p.name for p in package.glob("*.py") if "__main__" in p.read_text()] == []
+    """``python -m sasc_ttrl.commands.<x>`` (or ``sasc_ttrl.experimental.<x>.runner``) would bypass run_command: the
+    commands have no ``__main__`` block."""
+    package = SCRIPTS.parent / "sasc_ttrl"
+    modules = [*(package / "commands").glob("*.py"), *(package / "experimental").rglob("*.py")]
+    assert len(modules) > 10
+    assert [p.name for p in modules if "__main__" in p.read_text()] == []

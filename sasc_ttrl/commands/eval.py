@@ -31,9 +31,10 @@ from ..core.metrics import MAJ_AT_K_DEFINITION, benchmark_metrics, default_k_lis
 from ..core.vote_arguments import VoteArguments
 from ..data.benchmarks import benchmark_slug, load_benchmark
 from ..data.checks import data_errors
-from ..data.prompts import PROMPT_STYLES, check_prompt_style
+from ..data.prompts import check_prompt_style
 from ..data.store import check_run_settings, field_defaults, write_atomic
 from ..reports.evaluation import compare_runs, plot_run, print_summary, run_markdown
+from ..sampling.arguments import SamplingArguments, sampling_field
 from ..sampling.benchmark import BenchmarkSampler, sample_benchmark
 from ..sampling.dynamic_temperature import DynamicTemperatureArguments
 from ..sampling.generation import BACKENDS, SamplingSettings, resolve_backend
@@ -62,7 +63,7 @@ SAMPLING_KEYS = (
 
 
 @dataclass
-class EvalArguments(VoteArguments, DynamicTemperatureArguments):
+class EvalArguments(VoteArguments, DynamicTemperatureArguments, SamplingArguments):
     """Arguments of ``sasc-ttrl eval``.
 
     Args:
@@ -109,9 +110,9 @@ class EvalArguments(VoteArguments, DynamicTemperatureArguments):
     k_list: list[int] | None = field(
         default=None, metadata={"help": "k values for pass@k / maj@k / sasc@k (default: powers of 2 up to n, and n)."}
     )
-    temperature: float = field(default=0.6, metadata={"help": "Sampling temperature."})
-    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling mass."})
-    max_tokens: int = field(default=3072, metadata={"help": "Maximum completion length in tokens."})
+    temperature: float = sampling_field("temperature", 0.6)
+    top_p: float = sampling_field("top_p", 0.95)
+    max_tokens: int = sampling_field("max_tokens", 3072)
     seed: int = field(default=42, metadata={"help": "Base seed; question i is sampled from (seed, i)."})
     batch_size: int = field(default=8, metadata={"help": "Questions per generation call (each gives n sequences)."})
     output_dir: str = field(default="outputs/eval", metadata={"help": "Output directory."})
@@ -125,9 +126,6 @@ class EvalArguments(VoteArguments, DynamicTemperatureArguments):
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions of each benchmark."})
     split: str | None = field(default=None, metadata={"help": "Split of hub data sets."})
     prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
-    prompt_style: str = field(
-        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
-    )
     system_prompt: str | None = field(default=None, metadata={"help": "A system message in front of every prompt."})
     answer_column: str | None = field(default=None, metadata={"help": "Answer column (default: auto-detect)."})
     overwrite: bool = field(default=False, metadata={"help": "Discard earlier samples in output_dir."})

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.vote_arguments import VoteArguments
-from ..data.prompts import PROMPT_STYLES, check_prompt_style
+from ..data.prompts import check_prompt_style
+from ..sampling.arguments import SamplingArguments, sampling_field
 from ..sampling.dynamic_temperature import DynamicTemperatureArguments
 from ..sampling.generation import BACKENDS, SamplingSettings, resolve_backend
 from .adapters.reward_model import VERIFIER_KINDS
@@ -40,7 +41,7 @@ GUIDED_SEED_OFFSET = 1_000_003
 
 
 @dataclass
-class BuildArguments(VoteArguments, DynamicTemperatureArguments):
+class BuildArguments(VoteArguments, DynamicTemperatureArguments, SamplingArguments):
     """Arguments of ``sasc-ttrl build``.
 
     Args:
@@ -72,18 +73,14 @@ class BuildArguments(VoteArguments, DynamicTemperatureArguments):
     answer_column: str | None = field(
         default=None, metadata={"help": "Hidden answer column, for grading only (default: auto-detect, optional)."}
     )
-    prompt_style: str = field(
-        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
-    )
     limit: int | None = field(default=None, metadata={"help": "Subset size: only the first N questions."})
     methods: list[str] = field(
         default_factory=lambda: ["self-consistency", "sasc"],
         metadata={"help": f"Selection methods: {', '.join(SELECTION_METHODS)}, or {ALL}."},
     )
     n_candidates: int = field(default=4, metadata={"help": "Candidates sampled per question."})
-    temperature: float = field(default=0.1, metadata={"help": "Sampling temperature (> 0)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass, in (0, 1]."})
-    max_tokens: int = field(default=3072, metadata={"help": "Maximum completion length in tokens."})
+    temperature: float = sampling_field("temperature", 0.1)
+    max_tokens: int = sampling_field("max_tokens", 3072)
     seed: int = field(default=42, metadata={"help": "Base seed; sample j of question i comes from (seed, i, j)."})
     batch_size: int = field(default=4, metadata={"help": "Questions per generation call."})
     feature_batch_size: int = field(default=4, metadata={"help": "Sequences per scoring forward pass."})

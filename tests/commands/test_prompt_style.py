@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from sasc_ttrl.commands import build, self_improve
+from sasc_ttrl.commands import build
 from sasc_ttrl.commands import eval as evaluate
 from sasc_ttrl.data.prompts import render_prompt
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
+from sasc_ttrl.experimental.self_improve import runner as self_improve
 from sasc_ttrl.sampling import benchmark
 from sasc_ttrl.selection import builder
 

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ConfigError
-from .sources import load_raw_dataset
+from ...core.errors import ConfigError
+from ...data.sources import load_raw_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from sasc_ttrl.core.errors import ConfigError
-from sasc_ttrl.data.prm800k import (
+from sasc_ttrl.experimental.prm.prm800k import (
     PRM800KSettings,
     chosen_path,
     prm800k_rows,

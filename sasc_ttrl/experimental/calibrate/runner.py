@@ -33,27 +33,27 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from trl import TrlParser
 
-from ..core.answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
-from ..core.metrics import auroc, brier_score, expected_calibration_error
-from ..core.voting import weighted_vote
-from ..data.rollouts import QuestionRollouts, read_builder_rollouts
-from ..data.store import check_run_settings, field_defaults, write_atomic
-from ..sampling.dynamic_temperature import DynamicTemperatureArguments
-from ..selection.adapters.judge import Judge
-from ..selection.build_arguments import CONFIG_FILE as BUILD_CONFIG_FILE
-from ..selection.self_eval import ANSWER_QUESTION
-from ..training.sft import TrainSettings, sft_finetune
+from ...core.answers import DEFAULT_TIMEOUT_SECONDS, group_equivalent
+from ...core.metrics import auroc, brier_score, expected_calibration_error
+from ...core.voting import weighted_vote
+from ...data.rollouts import QuestionRollouts, read_builder_rollouts
+from ...data.store import check_run_settings, field_defaults, write_atomic
+from ...sampling.dynamic_temperature import DynamicTemperatureArguments
+from ...selection.adapters.judge import Judge
+from ...selection.build_arguments import CONFIG_FILE as BUILD_CONFIG_FILE
+from ...selection.self_eval import ANSWER_QUESTION
+from ...training.sft import sft_finetune
+from .config import CalibrationArguments
 
 logger = logging.getLogger(__name__)
 
-CONFIDENCES = ("token", "uniform")
 TOKEN_CONFIDENCE_FIELD = "mean_token_probability"
 CONFIG_FILE = "calibrate_config.json"
 # Settings that change neither the examples, the model nor the measures.
@@ -61,47 +61,6 @@ FREE_KEYS = ("overwrite", "judge_batch_size", "report_to")
 # How the builder sampled the data (read from its build_config.json into the report).
 DATA_SAMPLING_KEYS = ("n_candidates", "temperature", "top_p", "dynamic_temperature", "dt_base", "dt_n", "dt_theta",
                       "dt_entropy")  # fmt: skip
-
-
-@dataclass
-class CalibrationArguments(TrainSettings):
-    """Arguments of ``sasc-ttrl calibrate``."""
-
-    dataset_path: str | None = field(
-        default=None, metadata={"help": "Builder output (<method>.jsonl) written with --save_candidates."}
-    )
-    model_name_or_path: str | None = field(default=None, metadata={"help": "The model to calibrate."})
-    eval_dataset_path: str | None = field(
-        default=None, metadata={"help": "Builder output of held-out questions with reference answers."}
-    )
-    eval_fraction: float = field(
-        default=0.5, metadata={"help": "Without eval_dataset_path: share of the questions (the last ones) held out."}
-    )
-    confidence: str = field(
-        default="token", metadata={"help": f"Candidate confidence in the SSC target: {' or '.join(CONFIDENCES)}."}
-    )
-    resolution: int = field(default=10, metadata={"help": "Copies per example; targets are rounded to 1/resolution."})
-    num_bins: int = field(default=10, metadata={"help": "Equal-width bins of the expected calibration error."})
-    limit: int | None = field(
-        default=None, metadata={"help": "Only the first N questions of dataset_path (before eval_fraction)."}
-    )
-    judge_batch_size: int = field(default=8, metadata={"help": "Questions per P(Yes) forward pass."})
-    output_dir: str = field(default="outputs/calibrate", metadata={"help": "Output directory."})
-    overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
-    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
-
-    def __post_init__(self):
-        if self.dataset_path is None or self.model_name_or_path is None:
-            raise ValueError("dataset_path (a builder output) and model_name_or_path are required")
-        if self.confidence not in CONFIDENCES:
-            raise ValueError(f"confidence must be one of {CONFIDENCES}, got {self.confidence!r}")
-        if self.eval_dataset_path is None and not 0.0 < self.eval_fraction < 1.0:
-            raise ValueError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}")
-        if self.resolution < 1 or self.num_bins < 1:
-            raise ValueError("resolution and num_bins must be >= 1")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        self.check_training()
 
 
 # -- the target and the measures (pure) -----------------------------------------------------------------------------
@@ -194,7 +153,7 @@ def eval_items(questions: Sequence[QuestionRollouts]) -> list[tuple[str, bool]]:
 
 def measure(model_name_or_path: str, items: Sequence[tuple[str, bool]], num_bins: int, batch_size: int) -> dict:
     """ECE, Brier score, mean P(Yes) and accuracy of a model's P(Yes) on held-out (message, correct) items."""
-    from ..sampling.models import load_transformers_model
+    from ...sampling.models import load_transformers_model
 
     model, tokenizer = load_transformers_model(model_name_or_path, dtype="float32")
     probabilities = Judge(model, tokenizer, batch_size=batch_size).yes_probability([m for m, _ in items])

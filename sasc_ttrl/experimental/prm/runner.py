@@ -14,7 +14,7 @@ The input is a builder output written with ``--save_candidates``, or human step 
    use it). Rows go to ``step_labels.jsonl``, one per question, appended and fsynced; a rerun skips the questions
    the file holds, and a rerun with other labelling settings is refused (``--overwrite`` starts over). Every row
    records its ``target``. With ``--prm800k_data`` (PRM800K JSONL files, folders or hub names; phase 1 and phase 2
-   rows) the labels are the human ratings instead, as Lightman et al. train their PRM ([`data.prm800k`]):
+   rows) the labels are the human ratings instead, as Lightman et al. train their PRM ([`prm800k`]):
    ``--prm800k_paths chosen`` (one path per row) or ``prod`` (every combination of the alternatives, at most
    ``--prm800k_max_paths`` per row), ``--prm800k_neutral good`` (the paper's reading of a neutral step; ``bad`` or
    ``ignore``: left out of the loss); the rows are written at once (``target: prm800k``).
@@ -35,26 +35,24 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 from trl import TrlParser
 
-from ..core.answers import DEFAULT_TIMEOUT_SECONDS
-from ..data.prm800k import NEUTRAL_MODES, PATH_MODES, PRM800KSettings, prm800k_rows
-from ..data.prompts import PROMPT_STYLES, check_prompt_style, render_prompt
-from ..data.rollouts import QuestionRollouts, agreement, builder_prompt_style, read_builder_rollouts
-from ..data.store import append_row, check_run_settings, field_defaults, read_samples, save_model_atomic, write_atomic
-from ..sampling.generation import BACKENDS, SamplingSettings, resolve_backend, sample_records
-from ..sampling.models import load_transformers_model
-from ..selection.step_labels import IGNORE_INDEX, RULES, StepLabelSettings, encode_steps, label_steps
-from ..training.sft import TrainSettings
+from ...data.prompts import render_prompt
+from ...data.rollouts import QuestionRollouts, agreement, read_builder_rollouts
+from ...data.store import append_row, check_run_settings, field_defaults, read_samples, save_model_atomic, write_atomic
+from ...sampling.generation import SamplingSettings, resolve_backend, sample_records
+from ...sampling.models import load_transformers_model
+from ...selection.step_labels import IGNORE_INDEX, encode_steps, label_steps
+from .config import PRMArguments
+from .prm800k import prm800k_rows
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("label", "prm", "orm")
 LABELS_FILE = "step_labels.jsonl"
 PAIRS_FILE = "orm_pairs.jsonl"
 CONFIG_FILE = "prm_config.json"
@@ -81,106 +79,6 @@ LABEL_KEYS = (
 )
 
 
-@dataclass
-class PRMArguments(TrainSettings):
-    """Arguments of ``sasc-ttrl prm`` (the training settings apply to both the PRM and the outcome verifier)."""
-
-    dataset_path: str | None = field(
-        default=None, metadata={"help": "Builder output (<method>.jsonl) written with --save_candidates."}
-    )
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Samples the continuations; initialises the PRM and the verifier."}
-    )
-    output_dir: str = field(default="outputs/prm", metadata={"help": "Output directory."})
-    stages: list[str] | None = field(
-        default=None,
-        metadata={"help": f"Stages: {STAGES} (default: all on builder data, label and prm on PRM800K)."},
-    )
-    prm800k_data: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "PRM800K-format step labels (JSONL files, folders or hub names) instead of Monte-Carlo ones."
-        },
-    )
-    prm800k_split: str = field(default="train", metadata={"help": "Split of PRM800K hub data sets."})
-    prm800k_paths: str = field(
-        default="chosen",
-        metadata={"help": f"PRM800K row -> paths: {' or '.join(PATH_MODES)} (every combination of the alternatives)."},
-    )
-    prm800k_neutral: str = field(
-        default="good", metadata={"help": f"Label of a neutral (0) PRM800K step: {', '.join(NEUTRAL_MODES)}."}
-    )
-    prm800k_max_paths: int = field(default=64, metadata={"help": "prm800k_paths=prod: at most this many per row."})
-    prm800k_keep_control_rows: bool = field(
-        default=False, metadata={"help": "Keep PRM800K's quality-control and initial-screening rows."}
-    )
-    k: int = field(default=4, metadata={"help": "Continuations sampled per step prefix."})
-    rule: str = field(default="any", metadata={"help": f"Step label rule: {' or '.join(RULES)}."})
-    threshold: float = field(default=0.5, metadata={"help": "rule=share: share of continuations that must agree."})
-    target: str = field(
-        default="pseudo_label",
-        metadata={"help": "pseudo_label (label-free) or gold (the reference answer, when you may use it)."},
-    )
-    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the continuations."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of the continuations."})
-    max_tokens: int = field(default=256, metadata={"help": "Longest continuation in tokens."})
-    prompt_style: str | None = field(
-        default=None,
-        metadata={
-            "help": f"Prompt of the continuations ({', '.join(PROMPT_STYLES)}); default: the builder output's own "
-            "(its build_config.json), so that continuations extend the rollouts in the prompt they were sampled in."
-        },
-    )
-    batch_size: int = field(default=4, metadata={"help": "Prefixes per generation call."})
-    backend: str = field(default="auto", metadata={"help": "Sampling backend: auto, transformers or vllm."})
-    limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
-    separator: str = field(default="\n", metadata={"help": "Text after each step; the PRM reads its last token."})
-    max_pairs_per_question: int = field(default=4, metadata={"help": "Outcome verifier pairs per question."})
-    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
-    overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
-
-    def __post_init__(self):
-        if isinstance(self.prm800k_data, str):
-            self.prm800k_data = [self.prm800k_data]
-        if self.stages is None:
-            self.stages = ["label", "prm"] if self.prm800k_data else list(STAGES)
-        if isinstance(self.stages, str):
-            self.stages = self.stages.replace(",", " ").split()
-        unknown = [s for s in self.stages if s not in STAGES]
-        if unknown or not self.stages:
-            raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
-        if self.model_name_or_path is None:
-            raise ValueError("model_name_or_path is required")
-        if self.prm800k_data:
-            self.prm800k_settings()
-            if "orm" in self.stages:
-                raise ValueError("the orm stage pairs sampled candidates: it needs a builder output, not PRM800K rows")
-        elif self.dataset_path is None:
-            raise ValueError("dataset_path (a builder output) or prm800k_data (human step labels) is required")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
-        if self.prompt_style is None:
-            self.prompt_style = builder_prompt_style(self.dataset_path) if self.dataset_path else "math"
-        check_prompt_style(self.prompt_style)
-        if self.max_pairs_per_question < 1:
-            raise ValueError(f"max_pairs_per_question must be >= 1, got {self.max_pairs_per_question}")
-        self.label_settings()
-        self.check_training()
-
-    def prm800k_settings(self) -> PRM800KSettings:
-        """How PRM800K rows become labelled paths (validated)."""
-        return PRM800KSettings(
-            mode=self.prm800k_paths,
-            neutral=self.prm800k_neutral,
-            max_paths=self.prm800k_max_paths,
-            keep_control_rows=self.prm800k_keep_control_rows,
-        )
-
-    def label_settings(self) -> StepLabelSettings:
-        """The Monte-Carlo labelling settings (validated)."""
-        return StepLabelSettings(k=self.k, rule=self.rule, threshold=self.threshold, target=self.target)
-
-
 # -- stage 1: Monte-Carlo step labels ------------------------------------------------------------------------------
 def label_dataset(args: PRMArguments, questions: list[QuestionRollouts], path: Path) -> list[dict[str, Any]]:
     """Write the step-label row of every question ``path`` does not hold yet; return all rows in order."""
@@ -194,7 +92,7 @@ def label_dataset(args: PRMArguments, questions: list[QuestionRollouts], path: P
         if backend == "vllm":
             from transformers import AutoTokenizer
 
-            from ..sampling.models import load_vllm
+            from ...sampling.models import load_vllm
 
             model = load_vllm(args.model_name_or_path, seed=args.seed)
             tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)

@@ -8,10 +8,11 @@ import math
 
 import pytest
 
-from sasc_ttrl.commands import build, prm
+from sasc_ttrl.commands import build
 from sasc_ttrl.data.prompts import render_prompt
 from sasc_ttrl.data.rollouts import read_builder_rollouts
 from sasc_ttrl.demo.tiny_model import build_tokenizer, write_tiny_dataset
+from sasc_ttrl.experimental.prm import runner as prm
 from sasc_ttrl.sampling.records import SampleRecord
 from sasc_ttrl.selection.build_arguments import CONFIG_FILE, BuildArguments
 from sasc_ttrl.selection.step_labels import IGNORE_INDEX, StepLabelSettings, encode_steps, label_from_hits, label_steps
@@ -262,8 +263,8 @@ def test_prm_loop_end_to_end_and_the_builder_reranks_with_it(tiny_model_dir, tin
 
 # -- human step labels in PRM800K's format -----------------------------------------------------------------------
 def prm800k_file(tmp_path):
-    """A PRM800K-format file (phase 1, phase 2 and a quality-control row; see tests/data/test_prm800k.py)."""
-    from tests.data.test_prm800k import PHASE1, PHASE2, QUALITY_CONTROL
+    """A PRM800K-format file (phase 1, phase 2 and a quality-control row; see tests/experimental/test_prm800k.py)."""
+    from tests.experimental.test_prm800k import PHASE1, PHASE2, QUALITY_CONTROL
 
     path = tmp_path / "prm800k.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in (PHASE1, PHASE2, QUALITY_CONTROL)))

@@ -9,8 +9,10 @@ Round ``r`` (``r = 0 .. rounds - 1``) with model ``M_r`` (``M_0`` the starting m
 ``M_r``):
 
 1. sample ``n_samples`` rollouts per question; the *target* of a question is its vote's pseudo-label (``--target
-   pseudo_label``, label-free; ``--vote majority`` or ``sasc``) or the reference answer (``--target gold``, only when
-   you may use it);
+   pseudo_label``, label-free; [`core.voting.stability_vote`] with the vote fields of `VoteArguments`, by default
+   ``--filter_ratio 0 --vote_weighting uniform``, a plain majority; ``--filter_ratio 0.2 --vote_weighting
+   clipped_exp`` is train's stability-aware vote) or the reference answer (``--target gold``, only when you may use
+   it);
 2. a question is *hard* when fewer than ``hard_threshold`` of its rollouts agree with the target. Hard questions are
    sampled again with guidance (``--guidance``, the four strategies of Ding et al. 2024 plus this project's hint; see
    `sampling.guidance`): ``socratic`` (default: the answers the attempts reached and questions that make the model
@@ -39,7 +41,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,23 +49,22 @@ import numpy as np
 from transformers import AutoTokenizer
 from trl import TrlParser
 
-from ..core.answers import DEFAULT_TIMEOUT_SECONDS, extract_answer, group_equivalent
-from ..core.errors import ConfigError
-from ..core.voting import majority_vote, sasc_vote
-from ..data.benchmarks import Question, load_questions
-from ..data.prompts import PROMPT_STYLES, build_prompt, check_prompt_style, render_prompt
-from ..data.rollouts import TARGETS, agreement
-from ..data.store import check_run_settings, field_defaults, write_atomic
-from ..sampling.generation import SamplingSettings, sample_records
-from ..sampling.guidance import GUIDANCE_STRATEGIES, GuidancePlan, hinted_question, majority_ratio, plan_guidance
-from ..sampling.models import load_transformers_model
-from ..sampling.openai_client import KeyStepClient, api_key_from_env
-from ..sampling.records import SampleRecord, grade_records
-from ..training.sft import TrainSettings, sft_finetune
+from ...core.answers import extract_answer, group_equivalent
+from ...core.errors import ConfigError
+from ...core.voting import VoteSettings, stability_vote
+from ...data.benchmarks import Question, load_questions
+from ...data.prompts import build_prompt, render_prompt
+from ...data.rollouts import agreement
+from ...data.store import check_run_settings, field_defaults, write_atomic
+from ...sampling.generation import SamplingSettings, sample_records
+from ...sampling.guidance import GuidancePlan, hinted_question, majority_ratio, plan_guidance
+from ...sampling.models import load_transformers_model
+from ...sampling.records import SampleRecord, grade_records
+from ...training.sft import sft_finetune
+from .config import SelfImproveArguments
 
 logger = logging.getLogger(__name__)
 
-VOTES = ("majority", "sasc")
 HINT_SEED_OFFSET = 1_000_003
 CONFIG_FILE = "self_improve_config.json"
 FREE_KEYS = (
@@ -78,106 +79,18 @@ FREE_KEYS = (
 )
 
 
-@dataclass
-class SelfImproveArguments(TrainSettings):
-    """Arguments of ``sasc-ttrl self-improve`` (the training settings apply to every round's fine-tuning)."""
-
-    model_name_or_path: str | None = field(default=None, metadata={"help": "The starting model."})
-    dataset_name: str | None = field(default=None, metadata={"help": "Questions: benchmark name or local file."})
-    dataset_split: str | None = field(default=None, metadata={"help": "Split of hub data sets (default: test)."})
-    prompt_column: str | None = field(default=None, metadata={"help": "Question column (default: auto-detect)."})
-    prompt_style: str = field(
-        default="math", metadata={"help": f"How questions are asked: {', '.join(PROMPT_STYLES)}."}
-    )
-    answer_column: str | None = field(default=None, metadata={"help": "Reference answer column (optional)."})
-    limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
-    rounds: int = field(default=2, metadata={"help": "Fine-tuning rounds R (then one measuring pass)."})
-    n_samples: int = field(default=4, metadata={"help": "Rollouts per question and round."})
-    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
-    max_tokens: int = field(default=256, metadata={"help": "Longest rollout in tokens."})
-    batch_size: int = field(default=4, metadata={"help": "Questions per generation call."})
-    target: str = field(
-        default="pseudo_label",
-        metadata={"help": "pseudo_label (label-free) or gold (the reference answer, when you may use it)."},
-    )
-    vote: str = field(default="majority", metadata={"help": f"Pseudo-label vote: {' or '.join(VOTES)}."})
-    hard_threshold: float = field(
-        default=0.5, metadata={"help": "A question is hard when fewer rollouts than this share agree with the target."}
-    )
-    guided: bool = field(default=True, metadata={"help": "Re-sample hard questions with guidance (--guidance)."})
-    guidance: str = field(
-        default="socratic", metadata={"help": f"How hard questions are guided: {', '.join(GUIDANCE_STRATEGIES)}."}
-    )
-    solution_column: str | None = field(
-        default=None,
-        metadata={
-            "help": "Reference solution column (rationale guidance; state_reset's fallback). Default: solution."
-        },
-    )
-    teacher_api_base: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible API base of the teacher (--guidance interactive)."}
-    )
-    teacher_api_model: str = field(default="gpt-4o-mini", metadata={"help": "Model name of the teacher API."})
-    teacher_api_key_env: str = field(
-        default="OPENAI_API_KEY", metadata={"help": "Environment variable holding the teacher API key."}
-    )
-    teacher_temperature: float = field(default=0.0, metadata={"help": "Temperature of the teacher."})
-    teacher_max_tokens: int = field(default=512, metadata={"help": "Longest teacher reply in tokens."})
-    teacher_max_retries: int = field(default=3, metadata={"help": "Teacher API retries after the first attempt."})
-    teacher_timeout: float = field(default=60.0, metadata={"help": "Seconds allowed per teacher request."})
-    max_kept_per_question: int = field(default=2, metadata={"help": "Distinct kept rollouts per question."})
-    output_dir: str = field(default="outputs/self_improve", metadata={"help": "Output directory."})
-    overwrite: bool = field(default=False, metadata={"help": "Delete an earlier run in output_dir first."})
-    stop_after_round: int | None = field(
-        default=None, metadata={"help": "Stop once this round is finished (a rerun without it goes on)."}
-    )
-    answer_timeout: float = field(default=DEFAULT_TIMEOUT_SECONDS, metadata={"help": "Seconds per math-verify check."})
-
-    def __post_init__(self):
-        if self.model_name_or_path is None or self.dataset_name is None:
-            raise ValueError("model_name_or_path and dataset_name are required")
-        check_prompt_style(self.prompt_style)
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
-        if self.vote not in VOTES:
-            raise ValueError(f"vote must be one of {VOTES}, got {self.vote!r}")
-        if self.rounds < 1 or self.n_samples < 1 or self.max_kept_per_question < 1:
-            raise ValueError("rounds, n_samples and max_kept_per_question must be >= 1")
-        if not 0.0 < self.hard_threshold <= 1.0:
-            raise ValueError(f"hard_threshold must be in (0, 1], got {self.hard_threshold}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.guidance not in GUIDANCE_STRATEGIES:
-            raise ValueError(f"guidance must be one of {GUIDANCE_STRATEGIES}, got {self.guidance!r}")
-        if self.guided and self.guidance == "interactive" and not self.teacher_api_base:
-            raise ValueError("guidance='interactive' needs a teacher: pass --teacher_api_base (OpenAI-compatible)")
-        self.check_training()
-
-    def teacher(self) -> KeyStepClient | None:
-        """The teacher's chat client (``interactive`` guidance only)."""
-        if not (self.guided and self.guidance == "interactive"):
-            return None
-        return KeyStepClient(
-            api_base=str(self.teacher_api_base),
-            model=self.teacher_api_model,
-            temperature=self.teacher_temperature,
-            api_key=api_key_from_env(self.teacher_api_key_env, "teacher"),
-            max_retries=self.teacher_max_retries,
-            timeout=self.teacher_timeout,
-            max_tokens=self.teacher_max_tokens,
-        )
-
-
 # -- the bookkeeping of one question and one round (pure) ----------------------------------------------------------
-def pseudo_label(records: Sequence[SampleRecord], vote: str, timeout: float | None) -> tuple[str | None, list]:
-    """The vote's pseudo-label over a group of rollouts and the equivalence classes of their answers."""
+def pseudo_label(records: Sequence[SampleRecord], settings: VoteSettings) -> tuple[str | None, list]:
+    """The pseudo-label of [`stability_vote`] with ``settings`` over a group of rollouts (their top-k entropy
+    sequences), and the equivalence classes of their answers.
+
+    With ``filter_ratio=0`` and ``vote_weighting="uniform"`` (self-improve's defaults) every answered rollout votes
+    with weight 1: the answer of the largest class wins, a tie goes to the class whose first answer comes first,
+    which is `core.voting.majority_vote`'s label.
+    """
     answers = [r.answer for r in records]
-    classes = group_equivalent(answers, timeout=timeout)
-    if vote == "sasc":
-        result = sasc_vote(answers, [r.instability for r in records], classes=classes, timeout=timeout)
-    else:
-        result = majority_vote(answers, classes=classes, timeout=timeout)
+    classes = group_equivalent(answers, timeout=settings.answer_timeout)
+    result = stability_vote(answers, [r.entropies for r in records], settings, classes=classes)
     return result.pseudo_label, classes
 
 
@@ -295,7 +208,7 @@ class RoundRunner:
         groups = self.sample(questions, [self.prompt(q.question) for q in questions], self.seed)
         rows = []
         for q, records in zip(questions, groups):
-            label, classes = pseudo_label(records, a.vote, a.answer_timeout)
+            label, classes = pseudo_label(records, a.vote_settings)
             target = q.gold if a.target == "gold" else label
             agree = agreement([r.answer for r in records], target, a.answer_timeout)
             rows.append(
@@ -378,7 +291,7 @@ class RoundRunner:
         if row["any_correct"] is not None:
             row["any_correct_with_hints"] = row["any_correct"] or any(bool(r.correct) for r in records)
         if a.target == "pseudo_label" and may_move_target:
-            label, classes = pseudo_label(records, a.vote, a.answer_timeout)
+            label, classes = pseudo_label(records, a.vote_settings)
             if majority_ratio(classes) > majority_ratio(row["_classes"]):  # consensus improved: trust the new vote
                 row["target_answer"] = label
                 row["agree"] = agreement(row["answers"], label, a.answer_timeout)

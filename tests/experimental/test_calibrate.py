@@ -7,17 +7,13 @@ import json
 
 import pytest
 
-from sasc_ttrl.commands import build, calibrate
-from sasc_ttrl.commands.calibrate import (
-    CalibrationArguments,
-    calibration_examples,
-    sft_rows,
-    ssc_targets,
-    yes_no_copies,
-)
+from sasc_ttrl.commands import build
 from sasc_ttrl.core.metrics import auroc, brier_score, expected_calibration_error
 from sasc_ttrl.data.rollouts import QuestionRollouts
 from sasc_ttrl.demo.tiny_model import write_tiny_dataset
+from sasc_ttrl.experimental.calibrate import CalibrationArguments
+from sasc_ttrl.experimental.calibrate import runner as calibrate
+from sasc_ttrl.experimental.calibrate.runner import calibration_examples, sft_rows, ssc_targets, yes_no_copies
 from sasc_ttrl.selection.build_arguments import BuildArguments
 
 

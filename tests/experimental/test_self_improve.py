@@ -8,21 +8,23 @@ import random
 
 import pytest
 
-from sasc_ttrl.commands import self_improve
-from sasc_ttrl.commands.self_improve import (
-    SelfImproveArguments,
+from sasc_ttrl.core.answers import extract_answer
+from sasc_ttrl.core.errors import ConfigError
+from sasc_ttrl.core.voting import VoteSettings, majority_vote, stability_vote
+from sasc_ttrl.data.benchmarks import Question
+from sasc_ttrl.data.prompts import build_prompt
+from sasc_ttrl.demo.tiny_model import build_tokenizer, synthetic_problem, write_tiny_dataset
+from sasc_ttrl.experimental.self_improve import SelfImproveArguments
+from sasc_ttrl.experimental.self_improve import runner as self_improve
+from sasc_ttrl.experimental.self_improve.runner import (
     finished_rounds,
     kept_texts,
     model_of_round,
+    pseudo_label,
     round_dir,
     round_summary,
     sft_examples,
 )
-from sasc_ttrl.core.answers import extract_answer
-from sasc_ttrl.core.errors import ConfigError
-from sasc_ttrl.data.benchmarks import Question
-from sasc_ttrl.data.prompts import build_prompt
-from sasc_ttrl.demo.tiny_model import build_tokenizer, synthetic_problem, write_tiny_dataset
 from sasc_ttrl.sampling.records import SampleRecord, grade_records
 
 
@@ -204,6 +206,48 @@ def scripted_args(guidance, target="pseudo_label"):
         hard_threshold=0.5,
         teacher_api_base="http://127.0.0.1:9/v1",  # never called: the scripted runner brings its own teacher
     )
+
+
+# Five rollouts: three unsteady ones answer 4, two steady ones answer 5. The majority says 4; the stability-aware
+# vote drops the least stable 4 (filter_ratio 0.2 of 5) and weighs each remaining 4 exp(-1), each 5 exp(+1): 5.
+SPLIT_TEXTS = ["7 - 2 = 4. \\boxed{4}"] * 3 + ["7 - 2 = 5. \\boxed{5}"] * 2
+SPLIT_ENTROPIES = [[0.1, 2.0, 0.1, 2.0], [0.2, 1.8, 0.2, 1.8], [0.3, 1.9, 0.1, 2.1], [0.5, 0.5, 0.5], [0.4, 0.4]]
+
+
+class EntropyRunner(ScriptedRunner):
+    """A [`ScriptedRunner`] whose plain rollouts carry the top-k entropy sequences of ``SPLIT_ENTROPIES``."""
+
+    def sample(self, questions, prompts, seed):
+        groups = super().sample(questions, prompts, seed)
+        for group in groups:
+            for record, entropies in zip(group, SPLIT_ENTROPIES):
+                record.entropies = list(entropies)
+        return groups
+
+
+def test_the_pseudo_label_is_the_stability_vote_of_the_vote_fields():
+    records = [SampleRecord(t, [], extract_answer(t), e) for t, e in zip(SPLIT_TEXTS, SPLIT_ENTROPIES)]
+    answers = [r.answer for r in records]
+    assert majority_vote(answers).pseudo_label == "4"
+    sasc = SelfImproveArguments(
+        model_name_or_path="m", dataset_name="q", filter_ratio=0.2, vote_weighting="clipped_exp"
+    )
+    assert sasc.vote_settings == VoteSettings()  # train's stability-aware vote
+    label, classes = pseudo_label(records, sasc.vote_settings)
+    assert label == stability_vote(answers, SPLIT_ENTROPIES, VoteSettings()).pseudo_label == "5"
+    assert classes == [0, 0, 0, 1, 1]
+    # The defaults (no gate, equal weights) give the plain majority's label on the same group.
+    default = SelfImproveArguments(model_name_or_path="m", dataset_name="q").vote_settings
+    assert (default.filter_ratio, default.vote_weighting) == (0.0, "uniform")
+    assert pseudo_label(records, default)[0] == stability_vote(answers, SPLIT_ENTROPIES, default).pseudo_label == "4"
+    # The majority's tie rule too: a 2-2 tie goes to the answer that comes first, whatever the entropies say.
+    tie = [records[3], records[0], records[1], records[4]]
+    assert pseudo_label(tie, default)[0] == majority_vote([r.answer for r in tie]).pseudo_label == "5"
+    # The round's target is that label.
+    [row] = EntropyRunner(scripted_args("socratic"), SPLIT_TEXTS, []).run([PENS], guided=False)
+    assert row["pseudo_label"] == row["target_answer"] == "4"
+    [row] = EntropyRunner(sasc, SPLIT_TEXTS, []).run([PENS], guided=False)
+    assert row["pseudo_label"] == row["target_answer"] == "5" and row["agree"] == [False] * 3 + [True] * 2
 
 
 def test_answer_guidance_gives_the_gold_answer_with_target_gold():
