@@ -70,7 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         temperature=1.0,
         task="word_problems",
         train_generations=None,
-        min_label_share=0.0,
+        min_label_share=0.5,
         micro_batches=3,
         gradient_checkpointing=True,
     ),
