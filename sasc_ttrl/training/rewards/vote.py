@@ -189,8 +189,9 @@ def filter_diagnostics(
     return metrics
 
 
-def _vote_reward(vote: str, name: str, doc: str, settings: VoteSettings | None, vote_log_path: str | None):
-    """The TRL reward function of one vote, with its own vote-log counter and recent-labels window."""
+def _vote_reward(vote: str, factory: Callable, settings: VoteSettings | None, vote_log_path: str | None):
+    """The TRL reward function ``<vote>_reward`` of one vote (documented by the first line of its factory's
+    docstring), with its own vote-log counter and recent-labels window."""
     settings = settings or VoteSettings()
     counter = VoteLogCounter()
     recent = RecentLabels()
@@ -212,8 +213,8 @@ def _vote_reward(vote: str, name: str, doc: str, settings: VoteSettings | None, 
             vote_log_path=vote_log_path,
         )
 
-    reward.__name__ = reward.__qualname__ = name  # TRL logs it as rewards/<name>/mean
-    reward.__doc__ = doc
+    reward.__name__ = reward.__qualname__ = f"{vote}_reward"  # TRL logs it as rewards/<name>/mean
+    reward.__doc__ = (factory.__doc__ or "").strip().splitlines()[0]
     reward.rollout_fields = ROLLOUT_FIELDS
     return reward
 
@@ -238,7 +239,7 @@ def make_sasc_reward(settings: VoteSettings | None = None, vote_log_path: str | 
 
     ```
     """
-    return _vote_reward("sasc", "sasc_reward", _first_line(make_sasc_reward), settings, vote_log_path)
+    return _vote_reward("sasc", make_sasc_reward, settings, vote_log_path)
 
 
 @register_reward("majority", logs_votes=True)
@@ -255,8 +256,4 @@ def make_majority_reward(settings: VoteSettings | None = None, vote_log_path: st
 
     ```
     """
-    return _vote_reward("majority", "majority_reward", _first_line(make_majority_reward), settings, vote_log_path)
-
-
-def _first_line(func: Callable) -> str:
-    return (func.__doc__ or "").strip().splitlines()[0]
+    return _vote_reward("majority", make_majority_reward, settings, vote_log_path)
