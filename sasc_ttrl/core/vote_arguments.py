@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .answers import DEFAULT_TIMEOUT_SECONDS
 from .stability import STATISTICS
@@ -53,15 +53,6 @@ class VoteArguments:
 
     @property
     def vote_settings(self) -> VoteSettings:
-        """The vote hyper-parameters as the pure core takes them (validates every field)."""
-        return VoteSettings(
-            filter_ratio=self.filter_ratio,
-            weight_temperature=self.weight_temperature,
-            vote_weighting=self.vote_weighting,
-            gate_statistic=self.gate_statistic,
-            weight_statistic=self.weight_statistic,
-            weight_clip=self.weight_clip,
-            tail_tokens=self.tail_tokens,
-            window_tokens=self.window_tokens,
-            answer_timeout=self.answer_timeout,
-        )
+        """The vote hyper-parameters as the pure core takes them: every field of this class, by name (each is a
+        [`voting.VoteSettings`] field; ``VoteSettings`` validates them)."""
+        return VoteSettings(**{f.name: getattr(self, f.name) for f in fields(VoteArguments)})

@@ -213,6 +213,32 @@ def test_config_fields_reach_the_vote_settings():
         SASCConfig(output_dir="unused", use_cpu=True, bf16=False, report_to=[], weight_statistic="nope")
 
 
+def test_every_vote_argument_reaches_the_vote_settings_under_its_name():
+    """Each command-line vote field, set away from its default, arrives in VoteSettings unchanged."""
+    from dataclasses import fields
+
+    from sasc_ttrl.core.vote_arguments import VoteArguments
+
+    changed = dict(
+        filter_ratio=0.35,
+        weight_temperature=0.7,
+        vote_weighting="rank",
+        gate_statistic="tail",
+        weight_statistic="mean",
+        weight_clip=1.5,
+        tail_tokens=9,
+        window_tokens=5,
+        answer_timeout=3.0,
+    )
+    assert set(changed) == {f.name for f in fields(VoteArguments)}
+    defaults = VoteArguments()
+    assert all(getattr(defaults, name) != value for name, value in changed.items())
+    settings = VoteArguments(**changed).vote_settings
+    assert {name: getattr(settings, name) for name in changed} == changed
+    with pytest.raises(ValueError, match="filter_ratio"):
+        _ = VoteArguments(filter_ratio=1.0).vote_settings
+
+
 def test_cached_scores_give_the_same_votes_as_stability_vote():
     """compare-votes re-votes with per-rollout scores computed once; it must equal stability_vote on every subset."""
     import random
