@@ -144,7 +144,9 @@ def run_child(variant: str, args: StepMemoryArguments) -> dict:
     trainer.add_callback(OptimizerMark(mark))
     trainer.train()
     mark("end of run")
-    return {"variant": variant, "peaks_kib": peaks, "rss_end_kib": vm_kib("VmRSS"), "model": str(model_dir)}
+    lengths = [h["completions/mean_length"] for h in trainer.state.log_history if "completions/mean_length" in h]
+    return {"variant": variant, "peaks_kib": peaks, "rss_end_kib": vm_kib("VmRSS"), "model": str(model_dir),
+            "mean_length_per_step": lengths}  # fmt: skip
 
 
 class OptimizerMark(TrainerCallback):
@@ -207,6 +209,12 @@ def report(args: StepMemoryArguments, runs: dict) -> record.Figures:
         "Peak so far after each phase of the first step (GiB; the phase where it rises is where the peak comes from):",
         "",
         record.markdown_table(["after", VARIANTS["A"], VARIANTS["B"]], rows),
+        "",
+        "Mean completion length of each step (tokens, first process of each variant; both sample the same first "
+        "step, and later steps sample from weights their different rewards moved, so a peak after the first "
+        "optimizer step can differ by what was sampled): "
+        + "; ".join(f"{v} " + " / ".join(f"{x:.1f}" for x in runs[v][0].get("mean_length_per_step", [])) for v in "AB")
+        + ".",
     ]
     return record.Figures("\n".join(lines), headline)
 

@@ -314,6 +314,8 @@ def test_step_memory_quick(tmp_path):
     for column in (1, 2):
         values = [as_number(cells[column]) for cells in phases]
         assert values == sorted(values)
+    lengths = re.search(r"Mean completion length of each step .*: A ([\d.]+); B ([\d.]+)\.", block)
+    assert lengths and 0 < float(lengths.group(1)) <= 26 and float(lengths.group(1)) == float(lengths.group(2))
 
 
 def test_generation_capture_quick(tmp_path):
