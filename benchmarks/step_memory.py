@@ -210,9 +210,8 @@ def report(args: StepMemoryArguments, runs: dict) -> record.Figures:
         "",
         record.markdown_table(["after", VARIANTS["A"], VARIANTS["B"]], rows),
         "",
-        "Mean completion length of each step (tokens, first process of each variant; both sample the same first "
-        "step, and later steps sample from weights their different rewards moved, so a peak after the first "
-        "optimizer step can differ by what was sampled): "
+        "Mean completion length of each step (tokens, first process of each variant; the first step samples "
+        "the same tokens in both, later steps sample from weights moved by different rewards): "
         + "; ".join(f"{v} " + " / ".join(f"{x:.1f}" for x in runs[v][0].get("mean_length_per_step", [])) for v in "AB")
         + ".",
     ]
