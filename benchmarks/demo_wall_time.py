@@ -103,8 +103,18 @@ def results_table(runs: dict[str, dict]) -> str:
     return markdown_table(header, rows)
 
 
-def headline(args: DemoWallTimeArguments, rows: list[list[str]]) -> dict[str, str]:
-    """The block's headline from its table's rows (the --quick run first, then one per seed)."""
+def settings_text(config: dict) -> str:
+    """The demo settings that move its scores and its peak, from a run's ``demo_config.json`` (presets change, so a
+    block names what it ran with)."""
+    return (
+        f"min_label_share {config['min_label_share']:g}, {config['micro_batches']} micro-batch(es), "
+        f"gradient checkpointing {'on' if config['gradient_checkpointing'] else 'off'}"
+    )
+
+
+def headline(args: DemoWallTimeArguments, rows: list[list[str]], settings: str = "") -> dict[str, str]:
+    """The block's headline from its table's rows (the --quick run first, then one per seed) and the default demo's
+    settings ([`settings_text`])."""
     quick, seeds = rows[0], rows[1:]
     met = all(float(r[2]) <= float(r[3]) and (r[5] == "–" or float(r[4]) <= float(r[5])) for r in rows)
     if not seeds:
@@ -117,7 +127,7 @@ def headline(args: DemoWallTimeArguments, rows: list[list[str]]) -> dict[str, st
         }
     return {
         "model": "SmolLM2",
-        "setting": f"seeds {' '.join(r[1] for r in seeds)}, {args.demo_flags + ', ' if args.demo_flags else ''}"
+        "setting": f"seeds {' '.join(r[1] for r in seeds)}, {settings + ', ' if settings else ''}"
         f"OMP_NUM_THREADS={args.threads}",
         "figure": f"demo {' / '.join(r[2] for r in seeds)} s, peak {max(seeds, key=lambda r: float(r[4]))[4]} GB; "
         f"--quick {quick[2]} s",
@@ -129,7 +139,7 @@ def headline(args: DemoWallTimeArguments, rows: list[list[str]]) -> dict[str, st
 def measure(args: DemoWallTimeArguments) -> record.Figures:
     """Run the demos; return the figures' markdown and their headline."""
     root = Path(args.output_root)
-    rows, default_runs = [], {}
+    rows, default_runs, settings = [], {}, ""
     quick_flags = ["--quick"]
     if args.quick:
         quick_flags += ["--num_train_questions", "3", "--num_held_out_questions", "2", "--max_steps", "1"]
@@ -149,6 +159,7 @@ def measure(args: DemoWallTimeArguments) -> record.Figures:
             rows.append([command, str(seed), f"{seconds:.0f}", "600", f"{peak:.2f}", f"{PEAK_TARGET_GB}",
                          phase_text(metrics)])  # fmt: skip
             default_runs[f"seed {seed}"] = metrics
+            settings = settings_text(json.loads((root / f"seed{seed}" / "demo_config.json").read_text()))
             print(rows[-1], flush=True)
 
     body = (
@@ -156,7 +167,9 @@ def measure(args: DemoWallTimeArguments) -> record.Figures:
         f"trainings, report), OMP_NUM_THREADS={args.threads}; the "
         "SmolLM2 checkpoint was already converted (first use adds about a minute). Phases as the demo records "
         "them in metrics.json (seconds). Peak: the demo process's maximum resident set size (ru_maxrss, "
-        "as /usr/bin/time -v reports it).\n\n"
+        "as /usr/bin/time -v reports it)."
+        + (f" Demo settings (its demo_config.json): {settings}." if settings else "")
+        + "\n\n"
         + markdown_table(["command", "seed", "wall s", "target s", "peak RSS GB", "target GB", "phases (s)"], rows)
     )
     if default_runs:
@@ -165,7 +178,7 @@ def measure(args: DemoWallTimeArguments) -> record.Figures:
         write_summary = {label: m["evaluations"] for label, m in default_runs.items()}
         (root / "summary.json").write_text(json.dumps(write_summary, indent=2))
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the machine line states the demos' threads
-    return record.Figures(body, headline(args, rows))
+    return record.Figures(body, headline(args, rows, settings))
 
 
 def main(args: DemoWallTimeArguments) -> None:
@@ -174,7 +187,7 @@ def main(args: DemoWallTimeArguments) -> None:
     if args.demo_flags:  # a variant of the demo gets its own block
         name += "_" + re.sub(r"[^a-z0-9]+", "_", args.demo_flags.lower()).strip("_")
         title += f" ({args.demo_flags})"
-    record.measure_and_record(args, name, title, lambda: measure(args))
+    record.measure_and_record(args, name, title, lambda: measure(args), family="demo_wall_time")
 
 
 if __name__ == "__main__":

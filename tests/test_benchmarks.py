@@ -414,6 +414,28 @@ def test_every_benchmark_records_through_the_load_rule(name):
     assert sorted(p.stem for p in BENCHMARKS.glob("*.py")) == sorted([*ALL_BENCHMARKS, *helpers])
 
 
+def test_demo_wall_time_headline_names_the_settings_the_demo_ran_with(monkeypatch):
+    """A block's summary row names the demo's settings from its demo_config.json and judges time and peak."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import demo_wall_time
+
+    config = {"min_label_share": 0.5, "micro_batches": 6, "gradient_checkpointing": True, "seed": 0}
+    settings = demo_wall_time.settings_text(config)
+    assert settings == "min_label_share 0.5, 6 micro-batch(es), gradient checkpointing on"
+    args = demo_wall_time.DemoWallTimeArguments(seeds=[0, 1], threads=2)
+    quick = ["sasc-ttrl demo --quick", "–", "20", "120", "0.63", "–", ""]
+    rows = [
+        quick,
+        ["sasc-ttrl demo", "0", "449", "600", "2.10", "3", ""],
+        ["sasc-ttrl demo", "1", "453", "600", "2.17", "3", ""],
+    ]
+    head = demo_wall_time.headline(args, rows, settings)
+    assert head["setting"] == f"seeds 0 1, {settings}, OMP_NUM_THREADS=2"
+    assert head["figure"] == "demo 449 / 453 s, peak 2.17 GB; --quick 20 s" and head["verdict"] == "met"
+    over = [quick, ["sasc-ttrl demo", "0", "449", "600", "3.06", "3", ""]]
+    assert demo_wall_time.headline(args, over, settings)["verdict"] == "MISSED"  # a peak over 3 GB misses
+
+
 @pytest.mark.slow
 def test_demo_wall_time_quick(tmp_path):
     _, text = run_benchmark("demo_wall_time", tmp_path, "--output_root", str(tmp_path / "demo"))

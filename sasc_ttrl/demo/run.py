@@ -71,7 +71,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         task="word_problems",
         train_generations=None,
         min_label_share=0.5,
-        micro_batches=3,
+        micro_batches=6,
         gradient_checkpointing=True,
     ),
     "quick": dict(

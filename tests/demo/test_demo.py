@@ -86,7 +86,7 @@ def test_presets_fill_unset_fields_and_flags_win():
         DemoArguments(task="chess")
     with pytest.raises(ValueError, match="num_generations"):
         DemoArguments(num_generations=1)
-    assert (default.micro_batches, default.gradient_checkpointing) == (3, True)  # the demo's peak-memory settings
+    assert (default.micro_batches, default.gradient_checkpointing) == (6, True)  # the demo's peak-memory settings
     with pytest.raises(ValueError, match="micro_batches must divide the 12 rollouts"):
         DemoArguments(micro_batches=5)
 
