@@ -212,7 +212,7 @@ def report(args: StepMemoryArguments, runs: dict) -> record.Figures:
         "",
         "Mean completion length of each step (tokens, first process of each variant; the first step samples "
         "the same tokens in both, later steps sample from weights moved by different rewards): "
-        + "; ".join(f"{v} " + " / ".join(f"{x:.1f}" for x in runs[v][0].get("mean_length_per_step", [])) for v in "AB")
+        + "; ".join(f"{v} " + " / ".join(f"{x:.1f}" for x in runs[v][0]["mean_length_per_step"]) for v in "AB")
         + ".",
     ]
     return record.Figures("\n".join(lines), headline)
